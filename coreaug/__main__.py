@@ -1,0 +1,5 @@
+import sys
+
+from coreaug.cli import main
+
+sys.exit(main())

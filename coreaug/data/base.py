@@ -1,0 +1,114 @@
+"""Indexable datasets that return ``(x, y, index)``.
+
+Images are held raw (``uint8``, ``C×H×W``) and every dataset is a cheap *view* that carries its
+own transform: ``ds.with_transform(t)`` shares the storage and only swaps the transform. The
+training loop uses one view per role (weak-augmented, strong-augmented, test-time), and the
+``index`` lets per-example weights and coreset membership follow each example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from coreaug.errors import DataError
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class IndexedDataset(Dataset):
+    """Base class: ``ds[i] -> (x, y, i)``; subclasses implement :meth:`load_image` and hold ``targets``."""
+
+    targets: torch.Tensor
+    transform: Transform | None
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def load_image(self, index: int) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def with_transform(self, transform: Transform | None) -> "IndexedDataset":
+        """Return a view of the same examples with another transform."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        index = int(index)
+        image = self.load_image(index)
+        x = self.transform(image) if self.transform is not None else image
+        return x, int(self.targets[index]), index
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.targets.max().item()) + 1 if len(self) else 0
+
+
+class ArrayDataset(IndexedDataset):
+    """An in-memory image dataset.
+
+    Args:
+        images: ``uint8`` tensor of shape ``(N, C, H, W)``.
+        targets: integer labels of shape ``(N,)`` in ``[0, num_classes)``.
+        transform: applied to each ``uint8`` image on access (``None``: return the raw image).
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor | Sequence[int], transform: Transform | None = None):
+        targets = torch.as_tensor(targets, dtype=torch.long)
+        if images.ndim != 4:
+            raise DataError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+        if images.dtype != torch.uint8:
+            raise DataError(f"images must be uint8, got {images.dtype}")
+        if targets.ndim != 1 or targets.shape[0] != images.shape[0]:
+            raise DataError(
+                f"targets must have shape ({images.shape[0]},) to match the images, got {tuple(targets.shape)}"
+            )
+        if targets.numel() and int(targets.min()) < 0:
+            raise DataError("targets must be non-negative class indices")
+        self.images = images
+        self.targets = targets
+        self.transform = transform
+
+    def load_image(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+    def with_transform(self, transform: Transform | None) -> "ArrayDataset":
+        view = object.__new__(ArrayDataset)
+        view.images, view.targets, view.transform = self.images, self.targets, transform
+        return view
+
+    def with_targets(self, targets: torch.Tensor) -> "ArrayDataset":
+        """Return a view with replaced labels (e.g. after label-noise injection)."""
+        return ArrayDataset(self.images, targets, self.transform)
+
+
+@dataclass
+class DataBundle:
+    """A train/test pair plus what models and transforms need to know about the data."""
+
+    name: str
+    train: IndexedDataset
+    test: IndexedDataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {len(self.train)} train / {len(self.test)} test, {self.num_classes} classes, "
+            f"{self.in_channels}x{self.image_size}x{self.image_size}"
+        )
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``uint8`` images, on the [0, 1] scale."""
+    x = images.to(torch.float64) / 255.0
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)

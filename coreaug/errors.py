@@ -1,0 +1,51 @@
+"""Project exception hierarchy.
+
+Every error a user can cause (bad configuration, bad data, bad input to a selector, a missing
+or corrupted file) is raised as a subclass of :class:`CoreaugError` with a one-line, actionable
+message. The CLI prints such errors as ``coreaug: error: <message>`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CoreaugError",
+    "ConfigError",
+    "DataError",
+    "DatasetNotFoundError",
+    "InputError",
+    "SelectionError",
+    "CheckpointError",
+    "DeviceError",
+]
+
+
+class CoreaugError(ValueError):
+    """Base class of all user-facing errors raised by ``coreaug``."""
+
+
+class ConfigError(CoreaugError):
+    """An unknown preset/method/augmentation name or an out-of-range hyper-parameter."""
+
+
+class DataError(CoreaugError):
+    """A dataset exists but is malformed (wrong layout, wrong shapes, inconsistent labels)."""
+
+
+class DatasetNotFoundError(DataError):
+    """A dataset path does not exist or lacks the expected files."""
+
+
+class InputError(CoreaugError):
+    """Bad array input to a public function: wrong shape, NaN/Inf, labels out of range."""
+
+
+class SelectionError(InputError):
+    """Bad input to a subset selector: fraction outside (0, 1], budget too large, empty class."""
+
+
+class CheckpointError(CoreaugError):
+    """A checkpoint is missing, corrupted, or was written by a different configuration."""
+
+
+class DeviceError(CoreaugError):
+    """A requested device is not available (e.g. ``cuda`` on a machine without a GPU)."""

@@ -1,0 +1,68 @@
+"""Models. Every model follows one convention used by proxies and spectra:
+
+* ``model.fc`` is the final ``nn.Linear`` classifier;
+* ``model.embed(x)`` returns the penultimate embedding (the input of ``fc``),
+  so ``model(x) == model.fc(model.embed(x))``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from coreaug.errors import ConfigError
+from coreaug.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet44, resnet56, resnet110
+from coreaug.models.small import MLP, SmallCNN
+from coreaug.models.torchvision_resnet import TorchvisionResNet
+
+MODELS: tuple[str, ...] = (
+    "mlp", "mlp-sigmoid", "cnn", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18", "resnet50",
+)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    in_channels: int = 3,
+    image_size: int = 32,
+    weights_path: str | Path | None = None,
+) -> nn.Module:
+    """Build model ``name`` (see :data:`MODELS`) for the given input shape and number of classes.
+
+    ``weights_path`` (torchvision ResNets only) loads a local torchvision state dict.
+    """
+    key = name.lower()
+    if weights_path is not None and key not in ("resnet18", "resnet50"):
+        raise ConfigError(f"--weights is only supported for resnet18/resnet50, not {name!r}")
+    cifar: dict[str, Callable[..., CifarResNet]] = {
+        "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44, "resnet56": resnet56, "resnet110": resnet110,
+    }
+    if key == "mlp":
+        return MLP(in_channels * image_size * image_size, num_classes, hidden=(128,))
+    if key == "mlp-sigmoid":  # the paper repo's two-layer sigmoid nets for theory checks
+        return MLP(in_channels * image_size * image_size, num_classes, hidden=(100,), activation="sigmoid")
+    if key == "cnn":
+        return SmallCNN(in_channels, num_classes)
+    if key in cifar:
+        return cifar[key](num_classes=num_classes, in_channels=in_channels)
+    if key in ("resnet18", "resnet50"):
+        return TorchvisionResNet(key, num_classes, in_channels=in_channels, weights_path=weights_path)
+    raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The model's final classifier: ``model.fc`` if it is an ``nn.Linear``, else the last ``nn.Linear``."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    fc = getattr(model, "fc", None)
+    if isinstance(fc, nn.Linear):
+        return fc
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(f"model {type(model).__name__} has no nn.Linear classifier")
+    return linears[-1]
+
+
+__all__ = ["MODELS", "build_model", "last_linear", "MLP", "SmallCNN", "CifarResNet", "TorchvisionResNet"]

@@ -1,0 +1,65 @@
+"""torchvision ResNet-18/50 behind the project's model convention (``embed`` + ``fc``).
+
+No weights are ever downloaded. ``weights_path`` loads a local state dict saved from a torchvision
+model (e.g. the ImageNet checkpoint copied onto the machine); when its classifier has another
+number of classes (fine-tuning, as in the paper's Caltech256 runs), the classifier is re-initialised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from coreaug.errors import CheckpointError
+
+
+class TorchvisionResNet(nn.Module):
+    """Wraps a torchvision ResNet so that ``embed(x)`` is the pooled feature and ``fc`` the classifier."""
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        in_channels: int = 3,
+        weights_path: str | Path | None = None,
+    ):
+        super().__init__()
+        net: torchvision.models.ResNet = getattr(torchvision.models, arch)(weights=None)
+        if weights_path is not None:
+            _load_local_weights(net, weights_path)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if net.fc.out_features != num_classes:
+            net.fc = nn.Linear(net.fc.in_features, num_classes)
+        self.fc = net.fc
+        net.fc = nn.Identity()
+        self.backbone = net
+        self.embedding_dim = self.fc.in_features
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embed(x))
+
+
+def _load_local_weights(net: nn.Module, weights_path: str | Path) -> None:
+    path = Path(weights_path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist (no downloads are attempted)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"weights file {path} is unreadable ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"weights file {path} does not hold a state dict")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"weights file {path} does not fit {type(net).__name__}: {first}") from None
