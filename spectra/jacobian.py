@@ -452,6 +452,21 @@ class JacobianOperator:
             raise SpectraError(f"rmatmat expects a (N, m) matrix, got shape {tuple(u.shape)}")
         return torch.stack([self.rmatvec(u[:, j]) for j in range(u.shape[1])], dim=1)
 
+    def subset(self, indices: Tensor | Sequence[int]) -> "JacobianOperator":
+        """The operator restricted to examples ``indices`` (rows of those examples, same columns)."""
+        idx = torch.as_tensor(indices, device=self.x.device)
+        if idx.ndim != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+            raise SpectraError("indices must be a 1-D integer tensor/sequence")
+        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= self.n:
+            raise SpectraError(f"indices must be non-empty and lie in [0, {self.n})")
+        new = object.__new__(JacobianOperator)
+        new.__dict__.update(self.__dict__)
+        new.x = self.x[idx.long()]
+        new.n = int(idx.numel())
+        new.targets = None if self.targets is None else self.targets[idx.long()]
+        new.shape = (new.n * self.rows_per_example, self.shape[1])
+        return new
+
     def materialize(self, chunk_size: int = 64) -> Tensor:
         """The full J (N, p) via :func:`jacobian` (same layout)."""
         return _jacobian_prepared(self._fn, self.x, self.targets, _check_chunk(chunk_size))
