@@ -1,0 +1,117 @@
+"""``coreaug train``: one experiment from a preset, a config file and flags.
+
+Examples::
+
+    coreaug train --preset digits-quick --out runs/quick
+    coreaug train --preset digits-quick --method random+aug-subset --selector maxloss --fraction 0.1 --out runs/ml10
+    coreaug train --preset cifar10-resnet20 --data-root data/cifar-10-batches-py --out runs/c10 --amp
+    coreaug train --out runs/quick --resume                  # continue an interrupted run (config from the folder)
+    torchrun --nproc_per_node 4 -m coreaug train --preset imagenet-resnet50 --data-root /data/imagenet --out runs/in
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from coreaug.errors import CheckpointError, ConfigError
+from coreaug.train.config import METHODS, PER_CLASS, SELECTORS, config_from_dict, resolve_config
+from coreaug.train.presets import PRESETS
+
+# CLI flag dest -> TrainConfig field
+_FLAG_FIELDS = {
+    "dataset": "dataset", "model": "model", "method": "method", "selector": "selector", "fraction": "fraction",
+    "reselect_every": "reselect_every", "epochs": "epochs", "lr": "lr", "batch_size": "batch_size",
+    "strong_aug": "strong_aug", "weak_aug": "weak_aug", "aug_policy": "aug_policy", "seed": "seed",
+    "device": "device", "label_noise": "label_noise", "data_root": "data_root", "weights": "weights",
+    "proxy": "proxy", "per_class": "per_class", "aug_weight": "aug_weight", "num_workers": "num_workers",
+    "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        f"presets: {', '.join(PRESETS)}\nmethods: {', '.join(METHODS)}\nselectors: {', '.join(SELECTORS)}\n"
+        "precedence: preset < --config file < flags. --resume re-reads config.json from --out."
+    )
+    g = parser.add_argument_group("what to run")
+    g.add_argument("--preset", help="start from a preset (see `coreaug info`)")
+    g.add_argument("--config", help="YAML or JSON file of config keys (may name a 'preset')")
+    g.add_argument("--out", required=True, help="run folder (must be empty or absent unless --resume)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g = parser.add_argument_group("overrides")
+    g.add_argument("--dataset")
+    g.add_argument("--data-root", help="dataset folder (every dataset but digits)")
+    g.add_argument("--model")
+    g.add_argument("--weights", help="local torchvision state dict to fine-tune from (resnet18/50)")
+    g.add_argument("--method", help=f"one of: {', '.join(METHODS)}")
+    g.add_argument("--selector", help=f"subset selector: {', '.join(SELECTORS)}")
+    g.add_argument("--fraction", type=float, help="subset fraction s in (0, 1]")
+    g.add_argument("--reselect-every", type=int, help="R: re-select the subset every R epochs")
+    g.add_argument("--proxy", choices=("bias", "weight"), help="gradient proxy for the coreset")
+    g.add_argument("--per-class", choices=PER_CLASS, help="per-class budget mode")
+    g.add_argument("--aug-weight", choices=("one", "gamma"), help="loss weight of the appended strong copies")
+    g.add_argument("--strong-aug", help="strong augmentation of the appended copies")
+    g.add_argument("--weak-aug", help="weak (in-place) augmentation")
+    g.add_argument("--aug-policy", help="AutoAugment policy: imagenet|cifar10|svhn")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",") if v.strip()],
+                   help="comma-separated MultiStepLR epochs, e.g. 100,150")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--label-noise", type=float, metavar="RATE", help="symmetric label-noise rate on training labels")
+    g.add_argument("--seed", type=int)
+    g = parser.add_argument_group("execution")
+    g.add_argument("--device", help="auto|cpu|cuda|cuda:N (default: the preset's, else auto)")
+    g.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA (ignored on CPU)")
+    g.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulate an interruption (tests)
+
+
+def run(args: argparse.Namespace) -> int:
+    from coreaug.train.loop import train
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    overrides = {field: getattr(args, dest) for dest, field in _FLAG_FIELDS.items()}
+    overrides["amp"] = args.amp
+    out = Path(args.out)
+    if args.resume and args.preset is None and args.config is None:
+        # resume from the folder's own resolved config; flags still override (and are hash-checked)
+        saved = out / "config.json"
+        if not saved.is_file():
+            raise CheckpointError(f"cannot resume: no config.json in {out}")
+        base = json.loads(saved.read_text(encoding="utf-8"))
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = config_from_dict(base)
+    else:
+        cfg = resolve_config(args.preset, args.config, overrides)
+    t0 = time.perf_counter()
+    results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
+    if results.get("world_size", 1) > 1 and not _is_rank0():
+        return 0
+    status = "done" if results["completed"] else f"stopped after epoch {results['epochs_done']}"
+    print(
+        f"{status}: {cfg.method}"
+        + (f" ({cfg.selector}, {cfg.fraction:g})" if cfg.uses_subset else "")
+        + f" final test acc {results['final_test_acc']:.4f}, best {results['best_test_acc']:.4f}, "
+        f"train+selection {results['wall_clock_total']:.1f}s, total {time.perf_counter() - t0:.1f}s -> {out}"
+    )
+    return 0
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,172 @@
+"""Reports across run folders: per-run rows, a per-configuration table over seeds, accuracy-vs-time plot.
+
+A run folder is what :func:`coreaug.train.train` writes (``config.json``, ``results.json``,
+``metrics.csv``). Runs that differ only in ``seed`` are grouped; each group gets accuracy mean ± std
+over seeds (sample std, 0 for one seed), mean training wall-clock (training + selection, evaluation
+excluded) and the **speed-up vs ``full-aug``** = mean time of the ``full-aug`` group with the same
+dataset, model, epochs and label noise ÷ this group's mean time (PAPER.md §5.6: measured on the same
+device). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from coreaug.errors import ConfigError
+from coreaug.io import atomic_path, write_text_atomic
+
+GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise", "method", "selector", "fraction")
+BASELINE_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise")
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """Read one run folder → ``{"dir", "config", "results", "metrics" (DataFrame)}``."""
+    d = Path(run_dir)
+    res_path = d / "results.json"
+    if not res_path.is_file():
+        raise ConfigError(f"{d} is not a finished run folder (no results.json)")
+    try:
+        results = json.loads(res_path.read_text(encoding="utf-8"))
+        config = json.loads((d / "config.json").read_text(encoding="utf-8")) if (d / "config.json").is_file() else {}
+        metrics = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").is_file() else pd.DataFrame()
+    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read run folder {d}: {type(exc).__name__}") from None
+    return {"dir": str(d), "config": config, "results": results, "metrics": metrics}
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand ``paths``: a run folder is kept; a folder of run folders is expanded one level (sorted)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "results.json").is_file():
+            found.append(p)
+        elif p.is_dir():
+            kids = sorted(c for c in p.iterdir() if (c / "results.json").is_file())
+            if not kids:
+                raise ConfigError(f"{p} holds no finished run (no results.json in it or its sub-folders)")
+            found.extend(kids)
+        else:
+            raise ConfigError(f"run folder {p} does not exist")
+    if not found:
+        raise ConfigError("no run folders given")
+    return found
+
+
+def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: grouping keys, seed, accuracies and times."""
+    rows = []
+    for run in runs:
+        r = run["results"]
+        rows.append({
+            "run": run["dir"], "dataset": r.get("dataset"), "model": r.get("model"), "epochs": r.get("epochs"),
+            "label_noise": r.get("label_noise", 0.0), "method": r.get("method"),
+            "selector": r.get("selector") or "-", "fraction": float(r.get("fraction") or 1.0),
+            "seed": r.get("seed"), "final_acc": r.get("final_test_acc"), "best_acc": r.get("best_test_acc"),
+            "time": r.get("wall_clock_total"), "train_time": r.get("train_time_total"),
+            "selection_time": r.get("selection_time_total"),
+            "examples_per_epoch": (r.get("examples_seen_total") or 0) / max(r.get("epochs_done") or 1, 1),
+        })
+    return pd.DataFrame(rows)
+
+
+_METHOD_ORDER = {"full": 0, "full-aug": 1, "full+aug-subset": 2, "subset-only": 3, "random+aug-subset": 4, "subset": 5}
+
+
+def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Group runs over seeds; add accuracy mean/std, mean times and speed-up vs ``full-aug``."""
+    def std(x: pd.Series) -> float:
+        return float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
+    g = df.groupby(list(GROUP_KEYS), dropna=False, sort=False)
+    out = g.agg(
+        seeds=("seed", "count"), acc_mean=("final_acc", "mean"), acc_std=("final_acc", std),
+        best_acc_mean=("best_acc", "mean"), time_mean=("time", "mean"), time_std=("time", std),
+        selection_time_mean=("selection_time", "mean"), examples_per_epoch=("examples_per_epoch", "mean"),
+    ).reset_index()
+    base = out[out["method"] == "full-aug"].set_index(list(BASELINE_KEYS))["time_mean"]
+    base = base[~base.index.duplicated()]
+
+    def speedup(row: pd.Series) -> float:
+        key = tuple(row[k] for k in BASELINE_KEYS)
+        t = base.get(key, float("nan"))
+        return float(t) / float(row["time_mean"]) if row["time_mean"] and not math.isnan(t) else float("nan")
+
+    out["speedup_vs_full_aug"] = out.apply(speedup, axis=1) if len(out) else []
+    out["_order"] = out["method"].map(lambda m: _METHOD_ORDER.get(m, 99))
+    out = out.sort_values(["dataset", "model", "_order", "fraction", "selector"], kind="stable").drop(columns="_order")
+    return out.reset_index(drop=True)
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """The summary as a Markdown table (accuracy in %, mean ± std over seeds)."""
+    header = ["dataset", "model", "method", "selector", "subset", "seeds", "accuracy (%)", "best (%)",
+              "time (s)", "selection (s)", "examples/epoch", "speed-up vs full-aug"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, r in summary.iterrows():
+        su = r["speedup_vs_full_aug"]
+        cells = [
+            str(r["dataset"]), str(r["model"]), str(r["method"]), str(r["selector"]),
+            f"{100 * r['fraction']:.0f}%" if r["method"] not in ("full", "full-aug") else "100%",
+            str(int(r["seeds"])), f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}",
+            f"{100 * r['best_acc_mean']:.2f}", f"{r['time_mean']:.2f}", f"{r['selection_time_mean']:.2f}",
+            f"{r['examples_per_epoch']:.0f}", "–" if math.isnan(su) else f"{su:.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_time(runs: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Test accuracy against cumulative training wall-clock, one line per configuration (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[tuple, list[pd.DataFrame]] = {}
+    for run in runs:
+        m, r = run["metrics"], run["results"]
+        if m.empty:
+            continue
+        label = r.get("method") + ("" if not r.get("selector") else f" / {r['selector']} {100 * float(r['fraction']):.0f}%")
+        key = (r.get("dataset"), r.get("model"), label)
+        curves.setdefault(key, []).append(m[["epoch", "wall_clock", "test_acc"]])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (dataset, model, label), frames in sorted(curves.items()):
+        mean = pd.concat(frames).groupby("epoch").mean()
+        style = "-" if "coreset" in label or label in ("full", "full-aug") else "--"
+        ax.plot(mean["wall_clock"], 100 * mean["test_acc"], style, marker=".", label=f"{label}")
+    ax.set_xlabel("training wall-clock (s, training + selection)")
+    ax.set_ylabel("test accuracy (%)")
+    datasets = sorted({k[0] for k in curves} | set())
+    ax.set_title("accuracy vs wall-clock" + (f" ({', '.join(map(str, datasets))})" if datasets else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
+
+
+def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
+    """Load runs, write ``runs.csv``, ``summary.csv``, ``summary.md`` and ``accuracy_vs_time.png`` to ``out_dir``."""
+    runs = [load_run(d) for d in find_runs(run_dirs)]
+    df = runs_frame(runs)
+    summary = summary_frame(df)
+    out = Path(out_dir)
+    paths = {"runs": out / "runs.csv", "csv": out / "summary.csv", "md": out / "summary.md",
+             "png": out / "accuracy_vs_time.png"}
+    write_text_atomic(paths["runs"], df.to_csv(index=False))
+    write_text_atomic(paths["csv"], summary.to_csv(index=False))
+    write_text_atomic(paths["md"], markdown_table(summary))
+    plot_accuracy_vs_time(runs, paths["png"])
+    return paths

@@ -1,0 +1,18 @@
+"""Training pipeline: augmented-coreset regimes, baselines, presets, checkpoint/resume, DDP.
+
+Public API::
+
+    from coreaug.train import TrainConfig, resolve_config, train, PRESETS
+    cfg = resolve_config("digits-quick", overrides={"epochs": 3})
+    results = train(cfg, "runs/demo", quiet=True)
+"""
+
+from coreaug.train.config import AUG_METHODS, METHODS, SELECTORS, SUBSET_METHODS, TrainConfig, resolve_config, validate
+from coreaug.train.epoch_data import EpochDataset, EpochPlan, plan_epoch
+from coreaug.train.loop import evaluate, train, weighted_batch_loss
+from coreaug.train.presets import PRESETS
+
+__all__ = [
+    "AUG_METHODS", "METHODS", "SELECTORS", "SUBSET_METHODS", "PRESETS", "TrainConfig", "resolve_config", "validate",
+    "EpochDataset", "EpochPlan", "plan_epoch", "train", "evaluate", "weighted_batch_loss",
+]

@@ -1,0 +1,69 @@
+"""Checkpoints: everything needed to resume a run bit-for-bit on CPU with a fixed seed.
+
+A checkpoint holds the model, optimizer, scheduler and AMP-scaler states, the RNG states (torch,
+CUDA, numpy, Python), the current subset and its weights (and the random main subset of regime
+(c)), the next epoch to run, the metrics so far and the config hash. It is written atomically
+(:func:`coreaug.io.save_checkpoint`) at the end of every epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coreaug.errors import CheckpointError
+from coreaug.io import load_checkpoint, save_checkpoint
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """Capture the torch, CUDA, numpy and Python RNG states."""
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states captured by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, IndexError):  # different number of GPUs: keep the fresh states
+            pass
+
+
+def write_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically write ``state`` (plus the format version) to ``run_dir/checkpoint.pt``."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    save_checkpoint(path, {"format_version": FORMAT_VERSION, **state})
+    return path
+
+
+def read_checkpoint(run_dir: str | Path, *, config_hash: str) -> dict[str, Any]:
+    """Load ``run_dir/checkpoint.pt`` and check it was written by the same configuration."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} in {run_dir}")
+    state = load_checkpoint(path)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {state.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if state.get("config_hash") != config_hash:
+        raise CheckpointError(
+            f"checkpoint {path} was written by another configuration (hash {state.get('config_hash')} != "
+            f"{config_hash}); use the same settings or a new --out folder"
+        )
+    return state

@@ -1,0 +1,252 @@
+"""Training configuration: one dataclass, built from preset → config file → CLI overrides, validated.
+
+Method names (what each epoch trains on; PAPER.md §4 "appending protocol" and "three regimes"):
+
+=====================  ==========================================================================
+``full``               all n examples, weak augmentation only (no strong augmentation)
+``full-aug``           all n examples ∪ one strong-augmented copy of every example (|epoch| = 2n)
+``full+aug-subset``    regime (a): all n originals ∪ strong-augmented copies of S
+``subset-only``        regime (b): S (loss weights γ) ∪ strong-augmented copies of S
+``random+aug-subset``  regime (c): a random subset of size |S| (weight 1) ∪ strong-augmented S
+``subset``             baseline: S alone (weights γ), no strong augmentation
+=====================  ==========================================================================
+
+S is chosen by ``selector``: ``coreset`` (per-class facility location on gradient proxies, weights
+γ = cluster sizes normalised to mean 1), ``random`` or ``maxloss`` (weights 1), re-selected every
+``reselect_every`` (R) epochs starting at epoch 0 (PAPER.md §3, §5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from coreaug.errors import ConfigError
+
+METHODS: tuple[str, ...] = ("full", "full-aug", "full+aug-subset", "subset-only", "random+aug-subset", "subset")
+#: Methods that train on a selected subset S (and therefore run the proxy pass + selector every R epochs).
+SUBSET_METHODS: tuple[str, ...] = ("full+aug-subset", "subset-only", "random+aug-subset", "subset")
+#: Methods that append strong-augmented copies.
+AUG_METHODS: tuple[str, ...] = ("full-aug", "full+aug-subset", "subset-only", "random+aug-subset")
+SELECTORS: tuple[str, ...] = ("coreset", "random", "maxloss")
+PROXIES: tuple[str, ...] = ("bias", "weight")
+PER_CLASS: tuple[str, ...] = ("equal-ceil", "equal", "proportional", "none")  # coreaug.select.PER_CLASS_MODES
+AUG_WEIGHTS: tuple[str, ...] = ("one", "gamma")
+OPTIMIZERS: tuple[str, ...] = ("sgd",)
+
+# Fields that do not change what is computed; they are left out of the config hash so a run can be
+# resumed on another device or with another number of loader workers.
+_HASH_EXCLUDED = frozenset({"device", "num_workers", "eval_batch_size", "notes", "data_root"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run (written resolved to ``config.json``)."""
+
+    # data and model
+    dataset: str = "digits"
+    data_root: str | None = None
+    model: str = "cnn"
+    weights: str | None = None  # local torchvision state dict for fine-tuning (resnet18/50)
+    label_noise: float = 0.0  # symmetric label-noise rate on the training labels
+    # what to train on
+    method: str = "subset-only"
+    selector: str = "coreset"
+    fraction: float = 0.3  # subset size |S| = int(fraction · n)  (PAPER.md §3: B = int(s·n))
+    reselect_every: int = 1  # R: recompute proxies and re-select every R epochs, from epoch 0
+    proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (PAPER.md §3.2)
+    # per-class budgets (PAPER.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
+    # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
+    per_class: str = "equal-ceil"
+    aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (PAPER.md §3.6)
+    # augmentations
+    weak_aug: str = "none"
+    strong_aug: str = "randaugment"
+    aug_policy: str = "imagenet"  # AutoAugment policy
+    noise_eps: float = 0.5  # radius of the additive-noise augmentations
+    image_size: int | None = None  # None: the dataset's native size
+    resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
+    # optimisation (PAPER.md §4 hyper-parameters)
+    optimizer: str = "sgd"
+    epochs: int = 10
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    batch_size: int = 128
+    milestones: list[int] = field(default_factory=list)  # MultiStepLR milestones (epochs)
+    lr_gamma: float = 0.1
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    num_workers: int = 0
+    eval_batch_size: int = 512
+    notes: str = ""
+
+    # ------------------------------------------------------------------ helpers
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary of every field."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """A short stable hash of the fields that determine the result (checked on ``--resume``)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def uses_subset(self) -> bool:
+        return self.method in SUBSET_METHODS
+
+    @property
+    def uses_strong_aug(self) -> bool:
+        return self.method in AUG_METHODS
+
+
+FIELD_NAMES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check every field; raise :class:`ConfigError` with a one-line message on the first problem."""
+    from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
+    from coreaug.data import DATASETS
+    from coreaug.models import MODELS
+
+    _choice("dataset", str(cfg.dataset).lower(), tuple(DATASETS))
+    _choice("model", str(cfg.model).lower(), MODELS)
+    _choice("method", cfg.method, METHODS)
+    _choice("selector", cfg.selector, SELECTORS)
+    _choice("proxy", cfg.proxy, PROXIES)
+    _choice("per-class budget", cfg.per_class, PER_CLASS)
+    _choice("aug weight", cfg.aug_weight, AUG_WEIGHTS)
+    _choice("weak augmentation", cfg.weak_aug, WEAK_AUGMENTATIONS)
+    _choice("strong augmentation", cfg.strong_aug, STRONG_AUGMENTATIONS)
+    _choice("AutoAugment policy", cfg.aug_policy, tuple(AUTOAUGMENT_POLICIES))
+    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    if cfg.uses_strong_aug and cfg.strong_aug == "none":
+        raise ConfigError(f"method {cfg.method!r} appends strong-augmented copies; set --strong-aug to an augmentation")
+
+    def number(name: str, value: Any, *, integer: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{name} must be {kind}, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be finite, got {value!r}")
+        return float(value)
+
+    if not 0.0 < number("fraction", cfg.fraction) <= 1.0:
+        raise ConfigError(f"subset fraction must be in (0, 1], got {cfg.fraction!r}")
+    if number("reselect_every (R)", cfg.reselect_every, integer=True) < 1:
+        raise ConfigError(f"reselection interval R must be an integer >= 1, got {cfg.reselect_every!r}")
+    if number("epochs", cfg.epochs, integer=True) < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs!r}")
+    if number("batch_size", cfg.batch_size, integer=True) < 1:
+        raise ConfigError(f"batch size must be >= 1, got {cfg.batch_size!r}")
+    if number("eval_batch_size", cfg.eval_batch_size, integer=True) < 1:
+        raise ConfigError(f"eval batch size must be >= 1, got {cfg.eval_batch_size!r}")
+    if number("num_workers", cfg.num_workers, integer=True) < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers!r}")
+    if number("lr", cfg.lr) <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {cfg.lr!r}")
+    if not 0.0 <= number("momentum", cfg.momentum) < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
+    if number("weight_decay", cfg.weight_decay) < 0:
+        raise ConfigError(f"weight decay must be >= 0, got {cfg.weight_decay!r}")
+    if not 0.0 < number("lr_gamma", cfg.lr_gamma) <= 1.0:
+        raise ConfigError(f"lr_gamma must be in (0, 1], got {cfg.lr_gamma!r}")
+    if not 0.0 <= number("label_noise", cfg.label_noise) < 1.0:
+        raise ConfigError(f"label-noise rate must be in [0, 1), got {cfg.label_noise!r}")
+    if number("noise_eps", cfg.noise_eps) <= 0:
+        raise ConfigError(f"noise_eps must be > 0, got {cfg.noise_eps!r}")
+    number("seed", cfg.seed, integer=True)
+    for name in ("image_size", "resize"):
+        v = getattr(cfg, name)
+        if v is not None and number(name, v, integer=True) < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    if not isinstance(cfg.milestones, (list, tuple)):
+        raise ConfigError(f"milestones must be a list of epochs, got {cfg.milestones!r}")
+    ms = [int(number("milestone", m, integer=True)) for m in cfg.milestones]
+    if ms != sorted(set(ms)) or any(m < 1 for m in ms):
+        raise ConfigError(f"milestones must be increasing positive epochs, got {cfg.milestones!r}")
+    for name in ("nesterov", "amp"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
+    # normalise types after validation (YAML may give floats for ints)
+    cfg.dataset, cfg.model = str(cfg.dataset).lower(), str(cfg.model).lower()
+    cfg.reselect_every, cfg.epochs, cfg.batch_size = int(cfg.reselect_every), int(cfg.epochs), int(cfg.batch_size)
+    cfg.eval_batch_size, cfg.num_workers, cfg.seed = int(cfg.eval_batch_size), int(cfg.num_workers), int(cfg.seed)
+    cfg.fraction, cfg.lr, cfg.label_noise = float(cfg.fraction), float(cfg.lr), float(cfg.label_noise)
+    cfg.milestones = ms
+    return cfg
+
+
+def _apply(cfg: TrainConfig, values: Mapping[str, Any], source: str) -> None:
+    unknown = sorted(set(values) - FIELD_NAMES)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))} in {source}")
+    for k, v in values.items():
+        setattr(cfg, k, list(v) if k == "milestones" and isinstance(v, tuple) else v)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def resolve_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Build a validated :class:`TrainConfig`: defaults ← preset ← config file ← overrides.
+
+    ``None`` values in ``overrides`` are ignored (an unset CLI flag). A config file may name its own
+    ``preset``; an explicit ``preset`` argument wins.
+    """
+    from coreaug.train.presets import PRESETS
+
+    file_values = dict(read_config_file(config_file)) if config_file is not None else {}
+    file_preset = file_values.pop("preset", None)
+    preset = preset if preset is not None else file_preset
+    cfg = TrainConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        _apply(cfg, PRESETS[preset], f"preset {preset!r}")
+    _apply(cfg, file_values, f"config file {config_file}")
+    _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "overrides")
+    return validate(cfg)
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """Rebuild a config from ``config.json`` / a checkpoint (unknown keys are an error)."""
+    cfg = TrainConfig()
+    _apply(cfg, values, "saved config")
+    return validate(cfg)

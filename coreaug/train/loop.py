@@ -1,0 +1,344 @@
+"""The training loop: reselect every R epochs, build the epoch's appended set, weighted SGD, evaluate, checkpoint.
+
+One call of :func:`train` is one run; it owns its run folder::
+
+    RUN_DIR/config.json      resolved configuration (written once, before the first epoch)
+    RUN_DIR/metrics.csv      one row per epoch (also metrics.jsonl)
+    RUN_DIR/checkpoint.pt    written atomically after every epoch; ``resume=True`` continues from it
+    RUN_DIR/results.json     final/best accuracy, time totals (written when the run completes)
+
+Faithful to PAPER.md §3–§5: proxies come from an eval-mode, no-grad pass over all n training points
+with the test-time transform, at epochs 0, R, 2R, …; strong-augmented copies of S are *appended*;
+the loss is ``mean_i(w_i · CE_i)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from coreaug.augment import build_transform
+from coreaug.data import DataBundle, load_data
+from coreaug.errors import ConfigError
+from coreaug.io import write_json_atomic, write_text_atomic
+from coreaug.models import build_model
+from coreaug.train.checkpoint import CHECKPOINT_NAME, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from coreaug.train.config import TrainConfig, validate
+from coreaug.train.distributed import (
+    DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
+)
+from coreaug.train.epoch_data import EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
+from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
+
+METRIC_FIELDS: tuple[str, ...] = (
+    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "train_time", "selection_time",
+    "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
+)
+
+
+def weighted_batch_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``mean_i(w_i · CE(logits_i, y_i))`` — the official code's weighted loss (PAPER.md §3.6)."""
+    per_example = F.cross_entropy(logits.float(), targets, reduction="none")
+    return (weights.to(per_example.dtype) * per_example).mean()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp_dtype=None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loss_sum, correct, count = 0.0, 0, 0
+    try:
+        for x, y, _ in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            ctx = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+            with ctx:
+                out = model(x)
+            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+            count += int(y.numel())
+    finally:
+        model.train(was_training)
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
+    """Load the dataset, inject label noise if asked, and build the weak / strong / test-time views."""
+    bundle = load_data(cfg.dataset, cfg.data_root)
+    train_ds = bundle.train
+    extra: dict[str, Any] = {}
+    if cfg.label_noise > 0:
+        try:
+            from coreaug.data.noise import inject_symmetric_noise
+        except ImportError as exc:  # pragma: no cover - depends on another module landing
+            raise ConfigError(f"label noise is unavailable: {exc}") from None
+        if not hasattr(train_ds, "with_targets"):
+            raise ConfigError(f"dataset {cfg.dataset!r} does not support label noise (no with_targets)")
+        noisy, flipped = inject_symmetric_noise(train_ds.targets, cfg.label_noise, bundle.num_classes,
+                                                derive_seed(cfg.seed, 7) % 2**31)
+        train_ds = train_ds.with_targets(torch.as_tensor(noisy, dtype=torch.long))
+        extra["flipped"] = torch.as_tensor(flipped, dtype=torch.bool)
+    size = cfg.image_size or bundle.image_size
+    common = dict(image_size=size, mean=bundle.mean, std=bundle.std, policy=cfg.aug_policy, noise_eps=cfg.noise_eps)
+    test_t = build_transform(**common, weak="none", strong="none", resize=cfg.resize)
+    weak_t = build_transform(**common, weak=cfg.weak_aug, strong="none")
+    strong_t = build_transform(**common, weak=cfg.weak_aug, strong=cfg.strong_aug)  # strong on top of weak (§2)
+    views = {
+        "weak": train_ds.with_transform(weak_t),
+        "strong": train_ds.with_transform(strong_t),
+        "eval_train": train_ds.with_transform(test_t),  # proxies: un-augmented, test-time transform (§3.1)
+        "test": bundle.test.with_transform(test_t),
+        **extra,
+    }
+    return bundle, views
+
+
+def _check_run_dir(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"run folder {out} is not empty; pass --resume to continue it or choose another --out")
+    if resume and not (out / CHECKPOINT_NAME).is_file():
+        from coreaug.errors import CheckpointError
+
+        raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} in {out}")
+
+
+def _metrics_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(METRIC_FIELDS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in METRIC_FIELDS})
+    return buf.getvalue()
+
+
+def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
+    write_text_atomic(out / "metrics.csv", _metrics_csv(rows))
+    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.device, world_size: int,
+              completed: bool) -> dict[str, Any]:
+    """The ``results.json`` content from the per-epoch rows."""
+    best = max(rows, key=lambda r: r["test_acc"]) if rows else None
+    return {
+        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
+        "selector": cfg.selector if cfg.uses_subset else None,
+        "fraction": cfg.fraction if cfg.uses_subset else 1.0,
+        "reselect_every": cfg.reselect_every if cfg.uses_subset else None,
+        "strong_aug": cfg.strong_aug if cfg.uses_strong_aug else None,
+        "label_noise": cfg.label_noise, "seed": cfg.seed, "epochs": cfg.epochs,
+        "epochs_done": len(rows), "completed": completed,
+        "final_test_acc": rows[-1]["test_acc"] if rows else None,
+        "final_test_loss": rows[-1]["test_loss"] if rows else None,
+        "final_train_loss": rows[-1]["train_loss"] if rows else None,
+        "best_test_acc": best["test_acc"] if best else None,
+        "best_epoch": best["epoch"] if best else None,
+        # speed-up inputs: wall-clock of training + selection (evaluation excluded), on this device
+        "train_time_total": sum(r["train_time"] for r in rows),
+        "selection_time_total": sum(r["selection_time"] for r in rows),
+        "eval_time_total": sum(r["eval_time"] for r in rows),
+        "wall_clock_total": rows[-1]["wall_clock"] if rows else 0.0,
+        "elapsed_total": rows[-1]["elapsed"] if rows else 0.0,
+        "examples_seen_total": sum(r["epoch_examples"] for r in rows),
+        "steps_total": sum(r["steps"] for r in rows),
+        "mean_subset_size": (sum(r["subset_size"] for r in rows) / len(rows)) if rows else 0.0,
+        "n_selections": sum(1 for r in rows if r["reselected"]),
+        "config_hash": cfg.hash(), "device": str(device), "world_size": world_size,
+        "torch": torch.__version__, "host": platform.node(),
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    stop_after_epoch: int | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run one experiment into ``out_dir`` and return the ``results.json`` content.
+
+    Args:
+        cfg: the configuration (validated again here).
+        out_dir: the run folder; must be empty or absent unless ``resume``.
+        resume: continue from ``out_dir/checkpoint.pt`` (same config hash required).
+        quiet: no progress bars or per-epoch lines.
+        stop_after_epoch: stop (as if killed) after this many epochs, leaving the checkpoint — for tests.
+        on_epoch_end: called with each epoch's metrics row (rank 0).
+
+    Raises:
+        ConfigError, DatasetNotFoundError, CheckpointError: before anything in ``out_dir`` is written.
+    """
+    cfg = validate(cfg)
+    out = Path(out_dir)
+    ctx = setup_distributed(cfg.device)
+    try:
+        return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
+                      on_epoch_end=on_epoch_end)
+    finally:
+        cleanup(ctx)
+
+
+def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
+           stop_after_epoch: int | None, on_epoch_end) -> dict[str, Any]:
+    device, main = ctx.device, ctx.is_main
+    show = not quiet and main
+    # -- everything that can fail on bad input happens before the first write --------------------
+    _check_run_dir(out, resume)
+    checkpoint = read_checkpoint(out, config_hash=cfg.hash()) if resume else None
+    bundle, views = prepare_data(cfg)
+    n = len(views["eval_train"])
+    seed_everything(cfg.seed)
+    if cfg.weights is None and cfg.dataset == "caltech256":
+        warnings.warn("caltech256 preset fine-tunes an ImageNet-pretrained model: pass --weights PATH", stacklevel=2)
+    raw_model = build_model(cfg.model, bundle.num_classes, in_channels=bundle.in_channels,
+                            image_size=cfg.image_size or bundle.image_size, weights_path=cfg.weights).to(device)
+    optimizer = torch.optim.SGD(raw_model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
+    amp_dtype = None
+    if cfg.amp:
+        if device.type == "cuda":
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            warnings.warn("--amp has no effect on CPU; training in float32", stacklevel=2)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    rows: list[dict[str, Any]] = []
+    state: SubsetState | None = None
+    start_epoch = 0
+    if checkpoint is not None:
+        raw_model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        set_rng_state(checkpoint["rng"])
+        rows = list(checkpoint["metrics"])
+        state = SubsetState.from_dict(checkpoint["subset"]) if checkpoint["subset"] is not None else None
+        start_epoch = int(checkpoint["epoch"])
+    model: nn.Module = raw_model
+    if ctx.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            write_json_atomic(out / "config.json", cfg.to_dict())
+    barrier(ctx)
+
+    elapsed0 = rows[-1]["elapsed"] if rows else 0.0
+    wall0 = rows[-1]["wall_clock"] if rows else 0.0
+    t_start = time.perf_counter()
+    epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.method}", initial=start_epoch,
+                      total=cfg.epochs, disable=not show, unit="ep", dynamic_ncols=True)
+    for epoch in epochs_bar:
+        # Per-epoch seeding makes every epoch's randomness (augmentations, shuffling, random
+        # subsets) a function of (seed, epoch) only: a resumed run replays exactly.
+        seed_everything(derive_seed(cfg.seed, epoch, 0))
+        reselected, sel_time = False, 0.0
+        if cfg.uses_subset and (state is None or needs_reselection(epoch, cfg.reselect_every)):
+            with Timer(device) as t:
+                if main:
+                    with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
+                        state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device)
+                        sbar.update(1)
+                payload = broadcast_object(state.to_dict() if main else None, ctx)
+                state = SubsetState.from_dict(payload)
+            sel_time, reselected = t.elapsed, True
+            if ctx.enabled:  # every rank must train on the same selection
+                digests = all_gather_object(hash((tuple(state.indices.tolist()), tuple(state.weights.tolist()))), ctx)
+                if len(set(digests)) != 1:
+                    raise RuntimeError("DDP ranks disagree on the selected subset")
+        plan = plan_epoch(
+            cfg.method, n,
+            subset=state.indices if state is not None else None,
+            gamma=state.weights if state is not None else None,
+            random_main=state.random_main if state is not None else None,
+            aug_weight=cfg.aug_weight,
+        )
+        epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
+        loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
+                             num_workers=cfg.num_workers, distributed=ctx.enabled, rank=ctx.rank,
+                             world_size=ctx.world_size, epoch=epoch, pin_memory=device.type == "cuda")
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        count, steps = 0, 0
+        with Timer(device) as t:
+            for x, y, w, _, _ in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
+                                      dynamic_ncols=True):
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                w = w.to(device, non_blocking=True)
+                with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext():
+                    logits = model(x)
+                    loss = weighted_batch_loss(logits, y, w)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.detach().double() * y.numel()
+                correct += (logits.detach().argmax(1) == y).sum()
+                count += int(y.numel())
+                steps += 1
+            scheduler.step()
+        train_time = t.elapsed
+        loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
+        with Timer(device) as t:
+            test_loss, test_acc = (evaluate(raw_model, views["test"], batch_size=cfg.eval_batch_size, device=device,
+                                            amp_dtype=amp_dtype) if main else (0.0, 0.0))
+        eval_time = t.elapsed
+        row = {
+            "epoch": epoch + 1, "lr": lr,
+            "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
+            "test_loss": test_loss, "test_acc": test_acc,
+            "train_time": train_time, "selection_time": sel_time, "eval_time": eval_time,
+            "epoch_time": train_time + sel_time, "wall_clock": wall0 + train_time + sel_time,
+            "elapsed": elapsed0 + (time.perf_counter() - t_start),
+            "subset_size": plan.subset_size if cfg.uses_subset else 0,
+            "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
+        }
+        wall0 = row["wall_clock"]
+        rows.append(row)
+        if main:
+            _write_metrics(out, rows)
+            write_checkpoint(out, {
+                "config_hash": cfg.hash(), "config": cfg.to_dict(), "epoch": epoch + 1,
+                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+                "subset": state.to_dict() if state is not None else None, "metrics": rows,
+            })
+            epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{test_acc:.3f}")
+            if show:
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, test acc "
+                           f"{test_acc:.4f}, |epoch| {row['epoch_examples']}, train {train_time:.2f}s, "
+                           f"selection {sel_time:.2f}s")
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+        barrier(ctx)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+            epochs_bar.close()
+            return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False)
+    epochs_bar.close()
+    results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True)
+    if main:
+        write_json_atomic(out / "results.json", results)
+    barrier(ctx)
+    return results
