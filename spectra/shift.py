@@ -35,6 +35,7 @@ __all__ = [
     "relative_shift",
     "shift_summary",
     "principal_angles",
+    "sin_theta",
     "weyl_check",
     "wedin_check",
     "davis_kahan_check",
@@ -139,14 +140,34 @@ def principal_angles(U1: Tensor, U2: Tensor) -> Tensor:
     Both are (d, r) with independent columns (orthonormalised here by QR);
     cos θ_j are the singular values of Q1ᵀ Q2, so ||sin Θ||_2 = sin θ_max.
     """
+    Q1, Q2 = _orth_pair(U1, U2)
+    if Q2.shape[1] > Q1.shape[1]:  # angles are symmetric; make span(Q2) the smaller one
+        Q1, Q2 = Q2, Q1
+    M = Q1.T @ Q2
+    ang_cos = torch.arccos(torch.linalg.svdvals(M).clamp(0.0, 1.0))  # ascending angles
+    # the same angles from their sines, accurate near 0 (arccos loses half the digits there):
+    # singular values of (I − Q1 Q1ᵀ) Q2 (Knyazev & Argentati 2002), descending → flip
+    ang_sin = torch.arcsin(torch.linalg.svdvals(Q2 - Q1 @ M).clamp(0.0, 1.0)).flip(0)
+    angles = torch.where(ang_cos < torch.pi / 4, ang_sin, ang_cos)
+    return angles.sort().values
+
+
+def _orth_pair(U1: Tensor, U2: Tensor) -> tuple[Tensor, Tensor]:
     U1, U2 = _mat(U1, "U1"), _mat(U2, "U2")
     if U1.shape[0] != U2.shape[0]:
         raise SpectraError(f"subspaces live in different spaces: {U1.shape[0]} vs {U2.shape[0]} rows")
     dt = torch.promote_types(U1.dtype, U2.dtype)
     Q1 = torch.linalg.qr(U1.to(dt)).Q
     Q2 = torch.linalg.qr(U2.to(device=U1.device, dtype=dt)).Q
-    cos = torch.linalg.svdvals(Q1.T @ Q2).clamp(0.0, 1.0)
-    return torch.arccos(cos).sort().values
+    return Q1, Q2
+
+
+def sin_theta(U1: Tensor, U2: Tensor) -> float:
+    """||sin Θ(U1, U2)||_2 = ||(I − Q1 Q1ᵀ) Q2||_2 for subspaces of equal dimension (accurate near 0)."""
+    Q1, Q2 = _orth_pair(U1, U2)
+    if Q1.shape[1] != Q2.shape[1]:
+        raise SpectraError(f"subspaces must have equal dimension, got {Q1.shape[1]} and {Q2.shape[1]}")
+    return float(torch.linalg.matrix_norm(Q2 - Q1 @ (Q1.T @ Q2), ord=2))
 
 
 def weyl_check(A: Tensor, A_pert: Tensor, *, rtol: float = 1e-6, atol: float = 1e-10) -> BoundCheck:
@@ -184,8 +205,8 @@ def wedin_check(A: Tensor, A_pert: Tensor, r: int, *, rtol: float = 1e-6, atol: 
     E = A_pert - A
     s_next = float(s[r]) if r < m else 0.0
     gap = float(t[r - 1]) - s_next
-    sin_u = float(torch.sin(principal_angles(U[:, :r], Ut[:, :r]).max()))
-    sin_v = float(torch.sin(principal_angles(Vh[:r].T, Vth[:r].T).max()))
+    sin_u = sin_theta(U[:, :r], Ut[:, :r])
+    sin_v = sin_theta(Vh[:r].T, Vth[:r].T)
     measured = max(sin_u, sin_v)
     res = max(float(torch.linalg.matrix_norm(E @ Vth[:r].T, ord=2)), float(torch.linalg.matrix_norm(E.T @ Ut[:, :r], ord=2)))
     E_norm = float(torch.linalg.matrix_norm(E, ord=2))
@@ -231,7 +252,7 @@ def davis_kahan_check(G: Tensor, G_pert: Tensor, r: int, *, rtol: float = 1e-6, 
     lam, U, lt, Ut = lam.flip(0), U.flip(1), lt.flip(0), Ut.flip(1)
     H = G_pert - G
     gap = float(lam[r - 1] - lt[r]) if r < N else float("inf")
-    measured = float(torch.sin(principal_angles(U[:, :r], Ut[:, :r]).max()))
+    measured = sin_theta(U[:, :r], Ut[:, :r])
     res = float(torch.linalg.matrix_norm(H @ U[:, :r], ord=2))
     H_norm = float(torch.linalg.matrix_norm(H, ord=2))
     bound = res / gap if gap > 0 else float("inf")
