@@ -61,7 +61,7 @@ def naive_greedy_reference(S: torch.Tensor, k: int) -> list[int]:
 def test_greedy_within_1_minus_1_over_e_of_brute_force(similarity, greedy):
     gen = torch.Generator().manual_seed(1)
     exact_cases = 0
-    for trial in range(12):
+    for trial in range(8):
         n = int(torch.randint(6, 13, (1,), generator=gen))
         d = int(torch.randint(1, 4, (1,), generator=gen))
         x = torch.randn(n, d, generator=gen, dtype=torch.float64) * (1 + 3 * (trial % 3))
@@ -76,7 +76,7 @@ def test_greedy_within_1_minus_1_over_e_of_brute_force(similarity, greedy):
             if abs(F(S, ref_order) - opt) <= 1e-12 * opt:  # brute force shows greedy is exact here
                 exact_cases += 1
                 assert got == pytest.approx(opt, rel=1e-9)
-    assert exact_cases > 10
+    assert exact_cases > 6
 
 
 def test_greedy_is_exact_for_k1_and_matches_reference_greedy_sequence():
@@ -97,18 +97,18 @@ def test_greedy_is_exact_for_k1_and_matches_reference_greedy_sequence():
 @pytest.mark.parametrize("dense", [True, False])
 def test_lazy_matches_naive_objective(similarity, dense):
     gen = torch.Generator().manual_seed(3)
-    x = torch.randn(400, 6, generator=gen, dtype=torch.float64)
-    kw = dict(similarity=similarity, force_dense=dense, chunk_bytes=80_000)
-    naive = greedy_facility_location(x, 40, greedy="naive", **kw)
+    x = torch.randn(250, 6, generator=gen, dtype=torch.float64)
+    kw = dict(similarity=similarity, force_dense=dense, chunk_bytes=100_000)
+    naive = greedy_facility_location(x, 25, greedy="naive", **kw)
     for batch in (1, 16):
-        lazy = greedy_facility_location(x, 40, greedy="lazy", lazy_batch=batch, **kw)
+        lazy = greedy_facility_location(x, 25, greedy="lazy", lazy_batch=batch, **kw)
         assert lazy["objective"] == pytest.approx(naive["objective"], rel=1e-9)
         # same objective after every step, i.e. the same greedy trajectory up to exact ties
-        for t in (1, 2, 5, 10, 20, 30, 39):
+        for t in (1, 2, 5, 10, 17, 24):
             a = facility_location_objective(x, lazy["order"][:t], similarity=similarity)
             b = facility_location_objective(x, naive["order"][:t], similarity=similarity)
             assert a == pytest.approx(b, rel=1e-9)
-    sto = greedy_facility_location(x, 40, greedy="stochastic", epsilon=0.01, **kw)
+    sto = greedy_facility_location(x, 25, greedy="stochastic", epsilon=0.01, **kw)
     assert sto["objective"] >= 0.98 * naive["objective"]
     ref = facility_location_objective(x, naive["order"], similarity=similarity)
     assert naive["objective"] == pytest.approx(ref, rel=1e-5)
