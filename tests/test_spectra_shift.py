@@ -87,8 +87,9 @@ def test_principal_angles_closed_form():
     assert float(principal_angles(e1, v)[0]) == pytest.approx(tiny, rel=1e-6)
     assert sin_theta(e1, v) == pytest.approx(math.sin(tiny), rel=1e-6)
     # unequal dimensions: min(r1, r2) angles, symmetric in the arguments
-    torch.testing.assert_close(principal_angles(P, u), principal_angles(u, P))
-    torch.testing.assert_close(principal_angles(P, u), torch.tensor([0.0], dtype=F64), atol=1e-12, rtol=0)
+    u4 = torch.cat([u, torch.zeros(1, 1, dtype=F64)])
+    torch.testing.assert_close(principal_angles(P, u4), principal_angles(u4, P))
+    torch.testing.assert_close(principal_angles(P, u4), torch.tensor([0.0], dtype=F64), atol=1e-12, rtol=0)
 
 
 def test_wedin_and_davis_kahan_2x2_closed_forms():
