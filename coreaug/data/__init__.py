@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from coreaug.data.base import ArrayDataset, DataBundle, IndexedDataset, channel_stats
+from coreaug.data.noise import add_label_noise, inject_symmetric_noise
 from coreaug.errors import ConfigError, DatasetNotFoundError
 
 # name -> "module:function"; every function takes (root, **options) and returns a DataBundle.
@@ -38,4 +39,7 @@ def load_data(name: str, root: str | None = None, **options: Any) -> DataBundle:
     return loader(**options) if key == "digits" else loader(root, **options)
 
 
-__all__ = ["ArrayDataset", "DataBundle", "IndexedDataset", "DATASETS", "load_data", "channel_stats"]
+__all__ = [
+    "ArrayDataset", "DataBundle", "IndexedDataset", "DATASETS", "load_data", "channel_stats",
+    "inject_symmetric_noise", "add_label_noise",
+]
