@@ -43,7 +43,7 @@ from coreaug.train.epoch_data import EpochDataset, derive_seed, make_loader, pla
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
 
 METRIC_FIELDS: tuple[str, ...] = (
-    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "train_time", "selection_time",
+    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
     "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
 )
 
@@ -55,12 +55,14 @@ def weighted_batch_loss(logits: torch.Tensor, targets: torch.Tensor, weights: to
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp_dtype=None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
+def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp_dtype=None,
+             num_classes: int | None = None) -> tuple[float, float, float]:
+    """Mean cross-entropy, accuracy and class-balanced accuracy (mean per-class recall; the official
+    Caltech256 metric) of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    loss_sum, correct, count = 0.0, 0, 0
+    loss_sum, preds, labels = 0.0, [], []
     try:
         for x, y, _ in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -68,16 +70,34 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device
             with ctx:
                 out = model(x)
             loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            count += int(y.numel())
+            preds.append(out.argmax(1).cpu())
+            labels.append(y.cpu())
     finally:
         model.train(was_training)
-    return loss_sum / max(count, 1), correct / max(count, 1)
+    if not labels:
+        return 0.0, 0.0, 0.0
+    p, y = torch.cat(preds), torch.cat(labels)
+    hit = (p == y).double()
+    c = int(num_classes or int(y.max()) + 1)
+    per_class_n = torch.bincount(y, minlength=c).double()
+    per_class_hit = torch.bincount(y, weights=hit, minlength=c)
+    present = per_class_n > 0
+    balanced = float((per_class_hit[present] / per_class_n[present]).mean())
+    return loss_sum / y.numel(), float(hit.mean()), balanced
+
+
+_IMAGEFOLDER_DATASETS = ("caltech256", "tinyimagenet", "imagenet", "imagefolder")
 
 
 def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     """Load the dataset, inject label noise if asked, and build the weak / strong / test-time views."""
-    bundle = load_data(cfg.dataset, cfg.data_root)
+    options: dict[str, Any] = {}
+    if cfg.dataset in _IMAGEFOLDER_DATASETS:  # these loaders take the output size and the resize side
+        if cfg.image_size is not None:
+            options["image_size"] = cfg.image_size
+        if cfg.resize is not None:
+            options["resize"] = cfg.resize
+    bundle = load_data(cfg.dataset, cfg.data_root, **options)
     train_ds = bundle.train
     extra: dict[str, Any] = {}
     if cfg.label_noise > 0:
@@ -88,12 +108,15 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
         if not hasattr(train_ds, "with_targets"):
             raise ConfigError(f"dataset {cfg.dataset!r} does not support label noise (no with_targets)")
         noisy, flipped = inject_symmetric_noise(train_ds.targets, cfg.label_noise, bundle.num_classes,
-                                                derive_seed(cfg.seed, 7) % 2**31)
+                                                seed=derive_seed(cfg.seed, 7) % 2**31)
         train_ds = train_ds.with_targets(torch.as_tensor(noisy, dtype=torch.long))
         extra["flipped"] = torch.as_tensor(flipped, dtype=torch.bool)
     size = cfg.image_size or bundle.image_size
-    common = dict(image_size=size, mean=bundle.mean, std=bundle.std, policy=cfg.aug_policy, noise_eps=cfg.noise_eps)
-    test_t = build_transform(**common, weak="none", strong="none", resize=cfg.resize)
+    # ImageFolder data vary in size: every view resizes first (bundle.extra["resize"]), so batches stack.
+    resize = bundle.extra.get("resize", cfg.resize)
+    common = dict(image_size=size, mean=bundle.mean, std=bundle.std, policy=cfg.aug_policy, noise_eps=cfg.noise_eps,
+                  resize=resize)
+    test_t = build_transform(**common, weak="none", strong="none")
     weak_t = build_transform(**common, weak=cfg.weak_aug, strong="none")
     strong_t = build_transform(**common, weak=cfg.weak_aug, strong=cfg.strong_aug)  # strong on top of weak (§2)
     views = {
@@ -146,6 +169,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "final_test_acc": rows[-1]["test_acc"] if rows else None,
         "final_test_loss": rows[-1]["test_loss"] if rows else None,
         "final_train_loss": rows[-1]["train_loss"] if rows else None,
+        "final_test_balanced_acc": rows[-1]["test_balanced_acc"] if rows else None,
         "best_test_acc": best["test_acc"] if best else None,
         "best_epoch": best["epoch"] if best else None,
         # speed-up inputs: wall-clock of training + selection (evaluation excluded), on this device
@@ -302,13 +326,14 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         train_time = t.elapsed
         loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
         with Timer(device) as t:
-            test_loss, test_acc = (evaluate(raw_model, views["test"], batch_size=cfg.eval_batch_size, device=device,
-                                            amp_dtype=amp_dtype) if main else (0.0, 0.0))
+            test_loss, test_acc, test_bal_acc = (
+                evaluate(raw_model, views["test"], batch_size=cfg.eval_batch_size, device=device,
+                         amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
         eval_time = t.elapsed
         row = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
-            "test_loss": test_loss, "test_acc": test_acc,
+            "test_loss": test_loss, "test_acc": test_acc, "test_balanced_acc": test_bal_acc,
             "train_time": train_time, "selection_time": sel_time, "eval_time": eval_time,
             "epoch_time": train_time + sel_time, "wall_clock": wall0 + train_time + sel_time,
             "elapsed": elapsed0 + (time.perf_counter() - t_start),

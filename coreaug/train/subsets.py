@@ -56,7 +56,6 @@ def select_subset(
     device: torch.device,
 ) -> SubsetState:
     """Run the proxy pass (skipped for the ``random`` selector) and the selector for ``epoch``."""
-    from coreaug.proxies import compute_proxies
     from coreaug.select import select
 
     n = len(eval_train_view)
@@ -69,6 +68,8 @@ def select_subset(
                      fraction=cfg.fraction, seed=seed % 2**31, **kw)
         indices = sel.indices.cpu().long()
     else:
+        from coreaug.proxies import compute_proxies
+
         proxies = compute_proxies(model, eval_train_view, kind=cfg.proxy, batch_size=cfg.eval_batch_size,
                                   device=device, num_workers=cfg.num_workers)
         if cfg.selector == "coreset":
