@@ -10,7 +10,7 @@ Two similarities of the Euclidean distance ``d_ij = ‖g_i − g_j‖₂`` (``D`
 
 Both are non-negative, so facility location with ``F(∅) = 0`` is monotone submodular.
 
-Distances use ``‖a‖² + ‖b‖² − 2 a·b`` (one matmul) on *centred* features (centring leaves distances
+Distances use ``‖a‖² + ‖b‖² − 2 a·b`` (one matmul of augmented vectors) on *centred* features (centring leaves distances
 unchanged but shrinks the norms, which bounds the cancellation error), clamped at 0, with the
 self-distance set to exactly 0.
 
@@ -60,6 +60,9 @@ class SimilarityKernel:
         self.similarity = similarity
         self.x = x - x.mean(dim=0, keepdim=True)
         self.sq = (self.x * self.x).sum(dim=1)
+        ones = torch.ones_like(self.sq)[:, None]
+        self._left = torch.cat([self.x, self.sq[:, None], ones], dim=1).contiguous()
+        self._right_t = torch.cat([-2.0 * self.x, ones, self.sq[:, None]], dim=1).T.contiguous()
         self.n, self.dim = int(x.shape[0]), int(x.shape[1])
         self.device = x.device
         self.dtype = x.dtype
@@ -76,13 +79,13 @@ class SimilarityKernel:
 
     # ------------------------------------------------------------------ distances
     def _dist(self, rows: torch.Tensor | slice, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Distances from the points ``rows`` (index tensor or slice) to all ``n`` points."""
-        xr, sqr = self.x[rows], self.sq[rows]
-        if out is None:
-            d = torch.mm(xr, self.x.T)
-        else:
-            d = torch.mm(xr, self.x.T, out=out)
-        d.mul_(-2.0).add_(sqr[:, None]).add_(self.sq[None, :]).clamp_min_(0.0).sqrt_()
+        """Distances from the points ``rows`` (index tensor or slice) to all ``n`` points.
+
+        One matmul of augmented vectors gives ``‖a‖² + ‖b‖² − 2 a·b`` directly:
+        ``[a, ‖a‖², 1] · [−2b, 1, ‖b‖²]``."""
+        a = self._left[rows]
+        d = torch.mm(a, self._right_t) if out is None else torch.mm(a, self._right_t, out=out)
+        d.clamp_min_(0.0).sqrt_()
         if isinstance(rows, slice):
             pos = torch.arange(rows.start, rows.stop, device=self.device)
         else:
