@@ -260,6 +260,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
             raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
     if main:
         out.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
