@@ -155,6 +155,8 @@ def test_resolve_config_precedence(tmp_path):
         ({"milestones": [5, 2]}, "milestones"),
         ({"dataset": "mnist-xyz"}, "unknown dataset"),
         ({"model": "vgg"}, "unknown model"),
+        ({"threads": 0}, "threads must be a positive integer"),
+        ({"per_class": "fair"}, "unknown per-class budget"),
         ({"method": "subset-only", "strong_aug": "none"}, "appends strong-augmented copies"),
     ],
 )

@@ -16,9 +16,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
-from coreaug.errors import CheckpointError, ConfigError
+from coreaug.errors import CheckpointError
 from coreaug.train.config import METHODS, PER_CLASS, SELECTORS, config_from_dict, resolve_config
 from coreaug.train.presets import PRESETS
 
@@ -29,7 +27,7 @@ _FLAG_FIELDS = {
     "strong_aug": "strong_aug", "weak_aug": "weak_aug", "aug_policy": "aug_policy", "seed": "seed",
     "device": "device", "label_noise": "label_noise", "data_root": "data_root", "weights": "weights",
     "proxy": "proxy", "per_class": "per_class", "aug_weight": "aug_weight", "num_workers": "num_workers",
-    "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones",
+    "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones", "threads": "threads",
 }
 
 
@@ -72,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto|cpu|cuda|cuda:N (default: the preset's, else auto)")
     g.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA (ignored on CPU)")
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-    g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice)")
+    g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: the preset's, else torch's)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulate an interruption (tests)
 
@@ -80,10 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from coreaug.train.loop import train
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     overrides = {field: getattr(args, dest) for dest, field in _FLAG_FIELDS.items()}
     overrides["amp"] = args.amp
     out = Path(args.out)

@@ -41,7 +41,7 @@ OPTIMIZERS: tuple[str, ...] = ("sgd",)
 
 # Fields that do not change what is computed; they are left out of the config hash so a run can be
 # resumed on another device or with another number of loader workers.
-_HASH_EXCLUDED = frozenset({"device", "num_workers", "eval_batch_size", "notes", "data_root"})
+_HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size", "notes", "data_root"})
 
 
 @dataclass
@@ -86,6 +86,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
+    threads: int | None = None  # torch intra-op CPU threads during the run (None: leave torch's setting)
     eval_batch_size: int = 512
     notes: str = ""
 
@@ -169,7 +170,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if number("noise_eps", cfg.noise_eps) <= 0:
         raise ConfigError(f"noise_eps must be > 0, got {cfg.noise_eps!r}")
     number("seed", cfg.seed, integer=True)
-    for name in ("image_size", "resize"):
+    for name in ("image_size", "resize", "threads"):
         v = getattr(cfg, name)
         if v is not None and number(name, v, integer=True) < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")

@@ -211,12 +211,16 @@ def train(
     """
     cfg = validate(cfg)
     out = Path(out_dir)
+    threads_before = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     ctx = setup_distributed(cfg.device)
     try:
         return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
                       on_epoch_end=on_epoch_end)
     finally:
         cleanup(ctx)
+        torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
