@@ -38,6 +38,7 @@ from spectra.shift import (
     davis_kahan_check,
     principal_angles,
     relative_shift,
+    shift_report_from_gram,
     shift_summary,
     sin_theta,
     stacked_check,
@@ -69,7 +70,7 @@ __all__ = [
     "AugmentationDeltas", "augmentation_deltas", "perturbation_norms", "project", "random_perturbation",
     "worst_case_perturbation",
     # shift
-    "BoundCheck", "davis_kahan_check", "principal_angles", "relative_shift", "shift_summary", "sin_theta", "stacked_check",
+    "BoundCheck", "davis_kahan_check", "principal_angles", "relative_shift", "shift_report_from_gram", "shift_summary", "sin_theta", "stacked_check",
     "wedin_check", "weyl_check",
     # alignment
     "ResidualDynamics", "alignment_error", "alignment_errors", "residual_dynamics", "residuals",

@@ -40,6 +40,7 @@ __all__ = [
     "wedin_check",
     "davis_kahan_check",
     "stacked_check",
+    "shift_report_from_gram",
 ]
 
 
@@ -303,3 +304,67 @@ def stacked_check(
         details={"monotone": monotone, "min_margin": float((sB - sA_pad).min()), "growth": growth.cpu(),
                  "E_norm2": E_norm, "sigma_stacked": sB.cpu(), "sigma_clean": sA.cpu()},
     )
+
+
+def shift_report_from_gram(G_joint: Tensor, r: int = 10, *, frac: float = 0.1) -> dict:
+    """Everything above from the joint Gram of B = [A; Ã] alone (J never materialised).
+
+    ``G_joint`` = B Bᵀ (2N × 2N) with blocks [[A Aᵀ, A Ãᵀ], [Ã Aᵀ, Ã Ãᵀ]] — e.g.
+    ``gram_matrix(model, torch.cat([x, x_pert]))``. Since σ(M)² = λ(M Mᵀ):
+    σ(A), σ(Ã), σ(B) from the diagonal blocks and the whole matrix, and
+    ||E||_2² = λ_max((Ã − A)(Ã − A)ᵀ) = λ_max(ÃÃᵀ − ÃAᵀ − AÃᵀ + AAᵀ).
+    Returns a dict with the three spectra (σ descending, length N or 2N), the relative shift
+    Ã vs A and its :func:`shift_summary`, the top-r left-subspace principal angles, and the
+    Weyl, Davis–Kahan (on the Grams A Aᵀ vs Ã Ãᵀ) and stacked checks as :class:`BoundCheck` s.
+    """
+    G_joint = _mat(G_joint, "G_joint")
+    M = G_joint.shape[0]
+    if G_joint.shape[1] != M or M % 2:
+        raise SpectraError(f"G_joint must be square with an even size, got {tuple(G_joint.shape)}")
+    N = M // 2
+    if not isinstance(r, int) or not (1 <= r <= N):
+        raise SpectraError(f"r must be an integer in [1, {N}], got {r!r}")
+    G_joint = 0.5 * (G_joint + G_joint.T)
+    G, C, Gt = G_joint[:N, :N], G_joint[N:, :N], G_joint[N:, N:]  # C = Ã Aᵀ
+
+    def eig_desc(S: Tensor) -> tuple[Tensor, Tensor]:
+        lam, U = torch.linalg.eigh(0.5 * (S + S.T))
+        return lam.flip(0), U.flip(1)
+
+    lam, U = eig_desc(G)
+    lam_t, U_t = eig_desc(Gt)
+    lam_b = torch.linalg.eigvalsh(G_joint).flip(0)
+    s, s_t, s_b = lam.clamp_min(0).sqrt(), lam_t.clamp_min(0).sqrt(), lam_b.clamp_min(0).sqrt()
+    EE = Gt - C - C.T + G  # (Ã − A)(Ã − A)ᵀ
+    E_norm = float(torch.linalg.eigvalsh(0.5 * (EE + EE.T))[-1].clamp_min(0).sqrt())
+    diffs = (s_t - s).abs()
+    weyl = BoundCheck(
+        name="weyl", statement="max_i |sigma_i(A+E) - sigma_i(A)| <= ||E||_2", bound=E_norm,
+        measured=float(diffs.max()), holds=_holds(float(diffs.max()), E_norm, 1e-6, 1e-8 * max(1.0, float(s[0]))),
+        details={"E_norm2": E_norm},
+    )
+    dk = davis_kahan_check(G, Gt, r)
+    s_pad = torch.zeros_like(s_b)
+    s_pad[:N] = s
+    band = (s_b**2 - 2 * s_pad**2).abs()
+    band_bound = 2 * float(s[0]) * E_norm + E_norm**2
+    tol = 1e-6 * float(s_b[0]) + 1e-8
+    monotone = bool((s_b >= s_pad - tol).all())
+    stacked = BoundCheck(
+        name="stacked",
+        statement="sigma_i([A;A~]) >= sigma_i(A) and |sigma_i([A;A~])^2 - 2 sigma_i(A)^2| <= 2 sigma_1(A)||E|| + ||E||^2",
+        bound=band_bound, measured=float(band.max()),
+        holds=monotone and _holds(float(band.max()), band_bound, 1e-6, 1e-8 * max(1.0, float(s[0]) ** 2)),
+        details={"monotone": monotone, "min_margin": float((s_b - s_pad).min()), "E_norm2": E_norm},
+    )
+    return {
+        "sigma_clean": s,
+        "sigma_perturbed": s_t,
+        "sigma_stacked": s_b,
+        "relative_shift": relative_shift(s, s_t),
+        "relative_growth_stacked": relative_shift(s, s_b[:N]),
+        "summary": shift_summary(s, s_t, frac=frac),
+        "summary_stacked": shift_summary(s, s_b[:N], frac=frac),
+        "principal_angles": principal_angles(U[:, :r], U_t[:, :r]),
+        "checks": {"weyl": weyl, "davis_kahan": dk, "stacked": stacked},
+    }

@@ -157,3 +157,23 @@ def test_bad_input_raises():
         stacked_check(A, bad)
     with pytest.raises(SpectraError):
         shift_summary(torch.ones(3), torch.ones(3), frac=0.9)
+
+
+def test_report_from_joint_gram_matches_matrix_checks():
+    from spectra import shift_report_from_gram
+
+    g = torch.Generator().manual_seed(7)
+    A = torch.randn(8, 25, generator=g, dtype=F64) * torch.logspace(0, -1, 25, dtype=F64)
+    At = A + 0.05 * torch.randn(8, 25, generator=g, dtype=F64)
+    B = torch.cat([A, At])
+    rep = shift_report_from_gram(B @ B.T, 3)
+    w, st, dk = weyl_check(A, At), stacked_check(A, At), davis_kahan_check(A @ A.T, At @ At.T, 3)
+    assert rep["checks"]["weyl"].bound == pytest.approx(w.bound, rel=1e-9)  # ||E||_2 from Gram blocks
+    assert rep["checks"]["weyl"].measured == pytest.approx(w.measured, rel=1e-6)
+    assert rep["checks"]["stacked"].bound == pytest.approx(st.bound, rel=1e-9)
+    assert rep["checks"]["davis_kahan"].measured == pytest.approx(dk.measured, rel=1e-6)
+    assert all(c.holds for c in rep["checks"].values())
+    torch.testing.assert_close(rep["sigma_clean"], singular_values(A))
+    torch.testing.assert_close(rep["sigma_stacked"][:8], singular_values(B)[:8])
+    with pytest.raises(SpectraError):
+        shift_report_from_gram(torch.eye(5, dtype=F64), 1)
