@@ -122,7 +122,11 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 
 def plot_accuracy_vs_time(runs: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Test accuracy against cumulative training wall-clock, one line per configuration (mean over seeds)."""
+    """Test accuracy against cumulative training wall-clock (log scale), mean over seeds per configuration.
+
+    One panel per subset regime (plus one for the baselines when there is no regime); colour = selector,
+    line style = subset fraction; ``full`` (grey) and ``full-aug`` (black) are drawn in every panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,24 +137,36 @@ def plot_accuracy_vs_time(runs: Sequence[dict[str, Any]], path: str | Path) -> P
         m, r = run["metrics"], run["results"]
         if m.empty:
             continue
-        label = r.get("method") + ("" if not r.get("selector") else f" / {r['selector']} {100 * float(r['fraction']):.0f}%")
-        key = (r.get("dataset"), r.get("model"), label)
+        key = (r.get("method"), r.get("selector") or "-", float(r.get("fraction") or 1.0))
         curves.setdefault(key, []).append(m[["epoch", "wall_clock", "test_acc"]])
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for (dataset, model, label), frames in sorted(curves.items()):
-        mean = pd.concat(frames).groupby("epoch").mean()
-        style = "-" if "coreset" in label or label in ("full", "full-aug") else "--"
-        ax.plot(mean["wall_clock"], 100 * mean["test_acc"], style, marker=".", label=f"{label}")
-    ax.set_xlabel("training wall-clock (s, training + selection)")
-    ax.set_ylabel("test accuracy (%)")
-    datasets = sorted({k[0] for k in curves} | set())
-    ax.set_title("accuracy vs wall-clock" + (f" ({', '.join(map(str, datasets))})" if datasets else ""))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    mean = {k: pd.concat(v).groupby("epoch").mean() for k, v in curves.items()}
+    regimes = sorted({k[0] for k in mean if k[0] not in ("full", "full-aug")},
+                     key=lambda m: _METHOD_ORDER.get(m, 99)) or ["baselines"]
+    fractions = sorted({k[2] for k in mean if k[0] not in ("full", "full-aug")})
+    styles = ["-", "--", ":", "-."]
+    colors = {"coreset": "tab:blue", "random": "tab:orange", "maxloss": "tab:green"}
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 4.5), squeeze=False, sharey=True)
+    for ax, regime in zip(axes[0], regimes):
+        for (method, selector, frac), c in sorted(mean.items()):
+            if method in ("full", "full-aug"):
+                ax.plot(c["wall_clock"], 100 * c["test_acc"], color="black" if method == "full-aug" else "grey",
+                        marker=".", label=method)
+            elif method == regime:
+                ls = styles[fractions.index(frac) % len(styles)]
+                ax.plot(c["wall_clock"], 100 * c["test_acc"], ls, color=colors.get(selector, "tab:red"), marker=".",
+                        label=f"{selector} {100 * frac:.0f}%")
+        ax.set_xscale("log")
+        ax.set_title(regime)
+        ax.set_xlabel("training wall-clock (s, training + selection)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    datasets = sorted({str(r["results"].get("dataset")) for r in runs})
+    fig.suptitle(f"accuracy vs wall-clock ({', '.join(datasets)}; mean over seeds)")
     fig.tight_layout()
     path = Path(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())

@@ -186,3 +186,9 @@ def test_label_noise_run(tmp_path):
     assert res["label_noise"] == 0.3 and res["completed"]
     views = loop_mod.prepare_data(tiny(label_noise=0.3))[1]
     assert 0.25 < views["flipped"].float().mean().item() < 0.35
+
+
+def test_amp_is_a_warned_no_op_on_cpu(tmp_path):
+    with pytest.warns(UserWarning, match="no effect on CPU"):
+        res = train(tiny(epochs=1, amp=True, method="full"), tmp_path / "r", quiet=True)
+    assert res["completed"] and res["selector"] is None and res["fraction"] == 1.0

@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits-quick": {
         **_SGD,
         "dataset": "digits", "model": "cnn", "epochs": 12, "milestones": [8], "lr": 0.05,
-        "batch_size": 32, "weak_aug": "none", "strong_aug": "randaugment", "aug_policy": "imagenet",
+        "batch_size": 32, "weak_aug": "none", "strong_aug": "autoaugment", "aug_policy": "imagenet",
         "method": "subset-only", "selector": "coreset", "fraction": 0.3, "reselect_every": 2,
         "device": "cpu", "threads": 1,  # one thread: tiny ops thrash with more on shared cores
         "notes": "quick CPU demo on digits; not a paper setting",
