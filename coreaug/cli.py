@@ -18,6 +18,7 @@ from spectra.errors import SpectraError
 # name -> (module implementing add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("coreaug.commands.info", "list datasets, models, augmentations and presets"),
+    "spectra": ("coreaug.commands.spectra", "Jacobian spectrum of a model on a data subset, clean vs perturbed/augmented (JSON+NPZ)"),
     "select": ("coreaug.commands.select", "select a weighted coreset / random / max-loss subset and write it to a file"),
     "train": ("coreaug.commands.train", "train one experiment (preset + config file + flags) into a run folder"),
     "report": ("coreaug.commands.report", "tables and plots (accuracy, time, speed-up vs full-aug) from run folders"),
