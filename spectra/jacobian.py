@@ -269,7 +269,6 @@ def _jacobian_prepared(
         per_ex = vmap(jacrev(single), in_dims=(None, 0))
     else:
         per_ex = vmap(jacrev(single_t), in_dims=(None, 0, 0))
-    k_rows = None
     pieces: list[Tensor] = []
     row = 0
     with eval_mode(fn.model):
@@ -280,8 +279,6 @@ def _jacobian_prepared(
             lead = 1 if targets is not None else 2
             block = fn.flatten(tree, lead).reshape(-1, fn.p)
             del tree
-            if k_rows is None:
-                k_rows = block.shape[0] // xs.shape[0]
             if out is not None:
                 out[row : row + block.shape[0]].copy_(block)
             else:

@@ -44,6 +44,7 @@ def test_spectra_cli_writes_json_and_npz(tmp_path, capsys):
     ["--perturb", "sideways"],
     ["--perturb", "none"],
     ["-n", "0"],
+    ["--checkpoint", "does/not/exist.pt"],
 ])
 def test_spectra_cli_bad_input_exits_2(tmp_path, capsys, argv):
     rc = main(["spectra", "--model", "mlp", "-n", "8", "--no-progress", "--out", str(tmp_path / "o"), *argv])
@@ -51,3 +52,26 @@ def test_spectra_cli_bad_input_exits_2(tmp_path, capsys, argv):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("coreaug: error:")
     assert not (tmp_path / "o" / "spectra.json").exists()
+
+
+def test_spectra_cli_loads_checkpoint(tmp_path):
+    import torch
+
+    from coreaug.models import build_model
+
+    torch.manual_seed(11)
+    model = build_model("mlp", 10, in_channels=1, image_size=8)
+    with torch.no_grad():
+        model.fc.weight.mul_(3.0)
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict()}, ckpt)
+    common = ["spectra", "--model", "mlp", "-n", "8", "--params", "fc.weight", "--no-progress", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt)]) == 0
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "spectra.json").read_text())
+    b = json.loads((tmp_path / "b" / "spectra.json").read_text())
+    assert a["checkpoint"] == str(ckpt) and b["checkpoint"] is None
+    assert a["clean"]["sigma_max"] != pytest.approx(b["clean"]["sigma_max"], rel=1e-3)
+    # wrong architecture for the weights → one-line error, exit 2
+    assert main(["spectra", "--model", "cnn", "-n", "8", "--no-progress", "--out", str(tmp_path / "c"),
+                 "--checkpoint", str(ckpt)]) == 2
