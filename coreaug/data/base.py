@@ -106,9 +106,21 @@ class DataBundle:
         )
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of ``uint8`` images, on the [0, 1] scale."""
-    x = images.to(torch.float64) / 255.0
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (unbiased) std of ``uint8`` ``(N, C, H, W)`` images on the [0, 1] scale.
+
+    Accumulated in float64 over chunks of ``chunk`` images, so memory stays O(chunk) rather than a
+    float copy of the whole set (1.2 GB for CIFAR, 15 GB for SVHN with ``extra``).
+    """
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        x = images[start : start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    var = (total_sq - count * mean * mean) / max(count - 1, 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-6)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)

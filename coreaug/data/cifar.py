@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from coreaug.data.base import ArrayDataset, DataBundle
+from coreaug.data.base import ArrayDataset, DataBundle, channel_stats
 from coreaug.errors import DataError, DatasetNotFoundError
 
 __all__ = ["load_cifar10", "load_cifar100"]
@@ -104,27 +104,6 @@ def _read_names(path: Path, key: str, num_classes: int, name: str, layout: str, 
     return names
 
 
-def chunked_channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (unbiased) std of ``uint8`` ``(N, C, H, W)`` images on the [0, 1] scale.
-
-    Same numbers as :func:`coreaug.data.base.channel_stats`, but accumulated over chunks of
-    ``chunk`` images, so memory stays O(chunk) instead of a float64 copy of the whole set
-    (1.2 GB for CIFAR, 15 GB for SVHN with ``extra``).
-    """
-    c = images.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    total_sq = torch.zeros(c, dtype=torch.float64)
-    for start in range(0, images.shape[0], chunk):
-        x = images[start:start + chunk].to(torch.float64) / 255.0
-        total += x.sum(dim=(0, 2, 3))
-        total_sq += (x * x).sum(dim=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    var = (total_sq - count * mean * mean) / max(count - 1, 1)
-    std = var.clamp_min(0).sqrt().clamp_min(1e-6)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
 def _bundle(
     name: str, train: Sequence[tuple[np.ndarray, np.ndarray]], test: tuple[np.ndarray, np.ndarray],
     classes: list[str], root: Path,
@@ -135,7 +114,7 @@ def _bundle(
     y_test = torch.from_numpy(test[1])
     if x_train.shape[0] == 0:
         raise DataError(f"{name} at {root}: the training batches hold no images")
-    mean, std = chunked_channel_stats(x_train)
+    mean, std = channel_stats(x_train)
     return DataBundle(
         name=name.lower().replace("-", ""),
         train=ArrayDataset(x_train, y_train),

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coreaug.data.base import ArrayDataset, DataBundle
-from coreaug.data.cifar import chunked_channel_stats
+from coreaug.data.base import ArrayDataset, DataBundle, channel_stats
 from coreaug.errors import DataError, DatasetNotFoundError
 
 __all__ = ["load_svhn"]
@@ -81,7 +80,7 @@ def load_svhn(root: str | Path, *, use_extra: bool = False) -> DataBundle:
     y_train = torch.from_numpy(np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1])
     if x_train.shape[0] == 0:
         raise DataError(f"SVHN at {folder}: train_32x32.mat holds no images")
-    mean, std = chunked_channel_stats(x_train)
+    mean, std = channel_stats(x_train)
     return DataBundle(
         name="svhn",
         train=ArrayDataset(x_train, y_train),
