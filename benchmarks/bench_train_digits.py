@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     common = {**BASE, "model": args.model, "epochs": args.epochs, "milestones": milestones,
               "strong_aug": args.strong_aug, "reselect_every": args.reselect_every}
     t0 = time.perf_counter()
+    load_before = os.getloadavg()
     todo = [(seed, name, kw) for seed in args.seeds for name, kw in configs(args)]
     for i, (seed, name, kw) in enumerate(todo, 1):
         d = runs / f"{name}_s{seed}"
@@ -122,13 +124,16 @@ def main(argv: list[str] | None = None) -> int:
                      "selectors": args.selectors, "threads": args.threads},
         "total_seconds": time.perf_counter() - t0, "host": platform.node(), "cpu_threads": args.threads,
         "torch": torch.__version__, "comparisons": lines,
+        "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()},
     }
     (results / "train_digits.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     with open(results / "train_digits.md", "a", encoding="utf-8") as fh:
         fh.write("\n" + "\n".join(f"- {line}" for line in lines) + "\n")
         fh.write(f"\nSettings: {json.dumps(meta['settings'])}; total {meta['total_seconds']:.0f}s "
                  f"(threads={args.threads}, torch {torch.__version__}). Time = training + selection wall-clock, "
-                 "evaluation excluded; accuracy = final-epoch test accuracy, mean ± sample std over seeds.\n")
+                 "evaluation excluded; accuracy = final-epoch test accuracy, mean ± sample std over seeds. "
+                 f"Load average (1/5/15 min) at start {load_before}, at end {os.getloadavg()} on "
+                 f"{os.cpu_count()} cores: with other jobs on the machine the times are noisy.\n")
     return 0
 
 
