@@ -13,6 +13,14 @@ from coreaug.models import build_model, last_linear
 from coreaug.proxies import compute_proxies
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _data(n=24, seed=0, classes=5):
     gen = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=gen)

@@ -22,6 +22,21 @@ from coreaug.select import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: OpenMP fork/join dominates on a shared 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_threads_setting_is_restored():
+    torch.set_num_threads(2)
+    facility_location(torch.randn(50, 3), torch.arange(50) % 2, 0.2, threads=1)
+    assert torch.get_num_threads() == 2
+
+
 # ------------------------------------------------------------------ float64 references
 def sim_matrix(x: torch.Tensor, similarity: str = "exp") -> torch.Tensor:
     """Reference similarity, written directly from the definition in float64."""
