@@ -192,3 +192,17 @@ def test_amp_is_a_warned_no_op_on_cpu(tmp_path):
     with pytest.warns(UserWarning, match="no effect on CPU"):
         res = train(tiny(epochs=1, amp=True, method="full"), tmp_path / "r", quiet=True)
     assert res["completed"] and res["selector"] is None and res["fraction"] == 1.0
+
+
+def test_cli_interrupted_then_resumed_equals_uninterrupted(tmp_path, capsys):
+    base = ["--preset", "digits-quick", "--model", "mlp", "--epochs", "3", "--fraction", "0.1", "--reselect-every", "2",
+            "--batch-size", "64", "--quiet"]
+    assert _cli(*base, "--out", str(tmp_path / "a")) == 0
+    assert _cli(*base, "--stop-after-epoch", "1", "--out", str(tmp_path / "b")) == 0
+    assert "stopped after epoch 1" in capsys.readouterr().out
+    assert not (tmp_path / "b" / "results.json").exists()
+    assert _cli("--resume", "--quiet", "--out", str(tmp_path / "b")) == 0  # config re-read from config.json
+    ra = json.loads((tmp_path / "a" / "results.json").read_text())
+    rb = json.loads((tmp_path / "b" / "results.json").read_text())
+    for k in ("final_test_acc", "final_test_loss", "final_train_loss", "best_test_acc", "n_selections"):
+        assert ra[k] == rb[k], k
