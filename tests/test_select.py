@@ -305,3 +305,17 @@ def test_bad_input_raises_one_clear_error(call, match):
         call()
     assert isinstance(info.value, InputError)
     assert "\n" not in str(info.value)
+
+
+def test_per_class_none_and_equal_ceil_through_facility_location():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(120, 4, generator=gen)
+    y = torch.cat([torch.zeros(10, dtype=torch.long), torch.ones(50, dtype=torch.long), torch.full((60,), 2)])
+    pooled = facility_location(x, y, 12, per_class="none")
+    ref = greedy_facility_location(x, 12)
+    assert pooled.indices.tolist() == sorted(ref["order"].tolist())
+    assert float(pooled.weights.sum()) == 120.0
+    ceil = facility_location(x, y, 10, per_class="equal-ceil")
+    assert ceil.info["budgets"] == [4, 4, 4] and len(ceil) == 12  # official ceil(B/C): may exceed B
+    explicit = facility_location(x, y, [1, 2, 3])
+    assert torch.bincount(y[explicit.indices], minlength=3).tolist() == [1, 2, 3]
