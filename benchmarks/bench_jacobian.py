@@ -355,10 +355,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small n, one repeat (smoke test)")
     ap.add_argument("--out", default=str(RESULTS), help="CSV path (default benchmarks/results/jacobian.csv)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--gram-n", type=int, default=0,
                     help="instead of the table: time the blockwise ResNet-20 Gram over this many examples")
     ap.add_argument("--gram-block-mib", type=int, default=512, help="byte budget of one Jacobian block (MiB)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.gram_n:
         res = run_gram(args)
         out = Path(args.out).with_name("jacobian_gram.json")
