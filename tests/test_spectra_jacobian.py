@@ -232,3 +232,13 @@ def test_bad_input_raises_spectra_error():
         gram_matrix(model, x, block_size=0)
     with pytest.raises(SpectraError):
         jacobian("not a model", x)  # type: ignore[arg-type]
+
+
+def test_spectra_never_imports_coreaug():
+    import subprocess
+    import sys
+
+    code = "import sys, spectra, spectra.jacobian, spectra.spectrum, spectra.perturb, spectra.shift, spectra.alignment; " \
+           "bad = [m for m in sys.modules if m == 'coreaug' or m.startswith('coreaug.')]; print(bad); sys.exit(1 if bad else 0)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
