@@ -225,6 +225,8 @@ def run(args) -> list[dict]:
     rows: list[dict] = []
     have_bp = _backpack_available()
     for case, factory, shape, params, outputs, ns in build_cases(args.quick):
+        if args.cases and case not in args.cases:
+            continue
         model = factory().to(device).eval()
         with torch.no_grad():  # non-trivial BatchNorm running statistics
             for mod in model.modules():
@@ -355,6 +357,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small n, one repeat (smoke test)")
     ap.add_argument("--out", default=str(RESULTS), help="CSV path (default benchmarks/results/jacobian.csv)")
+    ap.add_argument("--cases", nargs="*", default=None,
+                    help="only these cases (cnn, cnn-w4, resnet20, resnet20-slice, resnet20-fc)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--gram-n", type=int, default=0,
                     help="instead of the table: time the blockwise ResNet-20 Gram over this many examples")
