@@ -406,7 +406,7 @@ class JacobianOperator:
 
         return f
 
-    def _vec(self, v: Tensor | "object", size: int, name: str) -> Tensor:
+    def _vec(self, v: Tensor, size: int, name: str) -> Tensor:
         v = torch.as_tensor(v)
         if v.ndim != 1 or v.shape[0] != size:
             raise SpectraError(f"{name} must be a vector of length {size}, got shape {tuple(v.shape)}")
