@@ -122,14 +122,30 @@ def markdown_table(summary: pd.DataFrame) -> str:
 
 
 def plot_accuracy_vs_time(runs: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write :func:`accuracy_vs_time_figure` of ``runs`` as a PNG to ``path`` (atomically)."""
+    import matplotlib.pyplot as plt
+
+    fig = accuracy_vs_time_figure(runs)
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
+
+
+def accuracy_vs_time_figure(runs: Sequence[dict[str, Any]]):
     """Test accuracy against cumulative training wall-clock (log scale), mean over seeds per configuration.
 
     One panel per subset regime (plus one for the baselines when there is no regime); colour = selector,
     line style = subset fraction; ``full`` (grey) and ``full-aug`` (black) are drawn in every panel.
+    Returns the matplotlib figure.
     """
     import matplotlib
 
-    matplotlib.use("Agg")
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     curves: dict[tuple, list[pd.DataFrame]] = {}
@@ -164,13 +180,7 @@ def plot_accuracy_vs_time(runs: Sequence[dict[str, Any]], path: str | Path) -> P
     datasets = sorted({str(r["results"].get("dataset")) for r in runs})
     fig.suptitle(f"accuracy vs wall-clock ({', '.join(datasets)}; mean over seeds)")
     fig.tight_layout()
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return path
+    return fig
 
 
 def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:

@@ -196,3 +196,21 @@ def test_cli_project_error_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("coreaug: error:") and err.count("\n") == 1
+
+
+def test_dataset_options_are_validated_and_passed_through():
+    with pytest.raises(ConfigError, match="takes no option"):
+        load_data("digits", bogus=1)
+    a, b = load_data("digits", split_seed=0), load_data("digits", split_seed=1)
+    assert not torch.equal(a.train.targets, b.train.targets)
+
+
+def test_train_config_data_options_reach_the_loader():
+    from coreaug.train import resolve_config
+    from coreaug.train.loop import prepare_data
+
+    cfg = resolve_config("digits-quick", None, {"data_options": {"test_fraction": 0.5}})
+    bundle, _ = prepare_data(cfg)
+    assert len(bundle.test) > 800
+    with pytest.raises(ConfigError, match="takes no option"):
+        prepare_data(resolve_config("digits-quick", None, {"data_options": {"nope": 1}}))

@@ -8,6 +8,7 @@ malformed path raises :class:`~coreaug.errors.DatasetNotFoundError` naming the e
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from coreaug.data.base import ArrayDataset, DataBundle, IndexedDataset, channel_stats
@@ -36,6 +37,10 @@ def load_data(name: str, root: str | None = None, **options: Any) -> DataBundle:
         raise DatasetNotFoundError(f"dataset {name!r} needs a path: pass --data-root DIR (no downloads are attempted)")
     module_name, func_name = DATASETS[key].split(":")
     loader = getattr(importlib.import_module(module_name), func_name)
+    accepted = [n for n, p in inspect.signature(loader).parameters.items() if p.kind == p.KEYWORD_ONLY or n != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"dataset {name!r} takes no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}")
     return loader(**options) if key == "digits" else loader(root, **options)
 
 

@@ -54,6 +54,9 @@ class TrainConfig:
     model: str = "cnn"
     weights: str | None = None  # local torchvision state dict for fine-tuning (resnet18/50)
     label_noise: float = 0.0  # symmetric label-noise rate on the training labels
+    # extra keyword options of the dataset loader, e.g. {"train_per_class": 60, "seed": 0} for
+    # caltech256 or {"use_extra": true} for svhn (set in a --config file)
+    data_options: dict[str, Any] = field(default_factory=dict)
     # what to train on
     method: str = "subset-only"
     selector: str = "coreset"

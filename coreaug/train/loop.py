@@ -91,7 +91,7 @@ _IMAGEFOLDER_DATASETS = ("caltech256", "tinyimagenet", "imagenet", "imagefolder"
 
 def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     """Load the dataset, inject label noise if asked, and build the weak / strong / test-time views."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(cfg.data_options)
     if cfg.dataset in _IMAGEFOLDER_DATASETS:  # these loaders take the output size and the resize side
         if cfg.image_size is not None:
             options["image_size"] = cfg.image_size
