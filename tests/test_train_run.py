@@ -206,3 +206,16 @@ def test_cli_interrupted_then_resumed_equals_uninterrupted(tmp_path, capsys):
     rb = json.loads((tmp_path / "b" / "results.json").read_text())
     for k in ("final_test_acc", "final_test_loss", "final_train_loss", "best_test_acc", "n_selections"):
         assert ra[k] == rb[k], k
+
+
+def test_default_run_folder_is_fresh_and_never_overwrites(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    base = ["--preset", "digits-quick", "--model", "mlp", "--epochs", "1", "--fraction", "0.1",
+            "--strong-aug", "gaussian-noise", "--quiet"]
+    assert _cli(*base) == 0
+    assert _cli(*base) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["digits-quick", "digits-quick-2"]
+    assert all((tmp_path / "runs" / r / "results.json").is_file() for r in runs)
+    assert _cli(*base, "--resume") == 2  # resuming needs an explicit --out
+    assert "--out is required" in capsys.readouterr().err

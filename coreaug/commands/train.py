@@ -12,11 +12,12 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
 
-from coreaug.errors import CheckpointError
+from coreaug.errors import CheckpointError, ConfigError
 from coreaug.train.config import METHODS, PER_CLASS, SELECTORS, config_from_dict, resolve_config
 from coreaug.train.presets import PRESETS
 
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what to run")
     g.add_argument("--preset", help="start from a preset (see `coreaug info`)")
     g.add_argument("--config", help="YAML or JSON file of config keys (may name a 'preset')")
-    g.add_argument("--out", required=True, help="run folder (must be empty or absent unless --resume)")
+    g.add_argument("--out", help="run folder (must be empty or absent unless --resume); "
+                                  "default: a new folder runs/<preset-or-dataset>-<method>[-N]")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     g = parser.add_argument_group("overrides")
     g.add_argument("--dataset")
@@ -75,11 +77,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulate an interruption (tests)
 
 
+def _fresh_run_dir(args: argparse.Namespace, root: Path = Path("runs")) -> Path:
+    """``runs/<preset-or-dataset>-<method>``, with ``-2``, ``-3``… appended so no earlier run is touched."""
+    name = "-".join(str(v) for v in (args.preset or args.dataset or "run", args.method) if v)
+    candidate, k = root / name, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        k += 1
+        candidate = root / f"{name}-{k}"
+    return candidate
+
+
 def run(args: argparse.Namespace) -> int:
     from coreaug.train.loop import train
 
     overrides = {field: getattr(args, dest) for dest, field in _FLAG_FIELDS.items()}
     overrides["amp"] = args.amp
+    if args.out is None:
+        if args.resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("--out is required with --resume and under torchrun")
+        args.out = str(_fresh_run_dir(args))
     out = Path(args.out)
     if args.resume and args.preset is None and args.config is None:
         # resume from the folder's own resolved config; flags still override (and are hash-checked)
