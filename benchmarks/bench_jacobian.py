@@ -1,10 +1,12 @@
 """Per-example Jacobians: spectra's vmap∘jacrev against an autograd loop, jacfwd and BackPACK.
 
 For each case (model × parameter set × outputs × n) every method computes the same J (rows
-example-major, columns in ``spectra.parameter_layout`` order) and is timed after a warm-up; the
-loop (one ``torch.autograd.grad`` per example and output, ``spectra.jacobian_loop``) is the
-reference for the time ratio and the max abs difference.
+example-major, columns in ``spectra.parameter_layout`` order) and is timed after a warm-up. The
+reference for the time ratio and the max abs difference is ``loop``: ``model(x_i)`` then one
+``torch.autograd.grad`` per output (the plain autograd loop).
 
+* ``loop_functional`` — ``spectra.jacobian_loop`` (the same loop through functional_call; the
+  tests' reference)
 * ``vmap_jacrev``  — ``spectra.jacobian`` (functional_call + vmap(jacrev), chunked)
 * ``vmap_jacfwd``  — vmap(jacfwd) (forward mode: one tangent per parameter; only run when p is
   small, since memory grows like p × activations)
@@ -13,11 +15,15 @@ reference for the time ratio and the max abs difference.
   switched off on its copy of the model (BackPACK cannot hook them). Not a dependency.
 
 Timing: min over ``--repeats`` rounds, methods interleaved in each round (the machine may be
-shared, so min is the least noisy statistic). Peak memory: CUDA → ``max_memory_allocated`` above
+shared, so min is the least noisy statistic). Peak memory, in one extra run per method (never
+during a timed run — the sampler thread would steal the GIL from the Python-heavy loop): CUDA → ``max_memory_allocated`` above
 the level before the call; CPU → peak RSS above the level before the call (after gc +
 malloc_trim), sampled every 2 ms by a thread (includes the returned J; memory the allocator
-still holds from earlier calls is not counted, so treat CPU numbers as indicative). Results: printed table + ``benchmarks/results/jacobian.csv``
-(written atomically).
+still holds from earlier calls is not counted, so treat CPU numbers as indicative). The 1-minute
+load average is recorded with each row: on a shared CPU the loop (thousands of tiny ops, each a
+parallel region) slows down far more than the batched methods when cores are oversubscribed, which
+inflates the ratios — compare rows measured at low load, or pass ``--threads 1``.
+Results: printed table + ``benchmarks/results/jacobian.csv`` (written atomically).
 
     python benchmarks/bench_jacobian.py --device auto          # full run (several minutes on 2 cores)
     python benchmarks/bench_jacobian.py --quick                # smoke run
@@ -122,6 +128,22 @@ class PeakMemory:
 
 
 def m_loop(model, x, y, names):
+    """The plain reference: model(x_i) and one torch.autograd.grad per output, no functional_call."""
+    model.eval()
+    named = dict(model.named_parameters())
+    leaves = [named[n] for n in names]
+    rows = []
+    for i in range(x.shape[0]):
+        out = model(x[i : i + 1])[0]
+        outs = range(out.shape[0]) if y is None else [int(y[i])]
+        for c in outs:
+            grads = torch.autograd.grad(out[c], leaves, retain_graph=True)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows)
+
+
+def m_loop_functional(model, x, y, names):
+    """``spectra.jacobian_loop``: the same loop through functional_call (the tests' reference)."""
     return jacobian_loop(model, x, params=names, targets=y)
 
 
@@ -235,7 +257,8 @@ def run(args) -> list[dict]:
                     mod.running_var.uniform_(0.5, 1.5)
         names = select_parameters(model, params)
         p = parameter_layout(model, names)[-1].stop
-        methods: dict[str, Callable] = {"loop": m_loop, "vmap_jacrev": m_vmap_jacrev}
+        methods: dict[str, Callable] = {"loop": m_loop, "loop_functional": m_loop_functional,
+                                        "vmap_jacrev": m_vmap_jacrev}
         notes: dict[str, str] = {}
         if p <= JACFWD_MAX_P:
             methods["vmap_jacfwd"] = m_vmap_jacfwd
@@ -261,21 +284,25 @@ def run(args) -> list[dict]:
             times = {k: float("inf") for k in methods}
             mem: dict[str, int] = {}
             results: dict[str, torch.Tensor] = {}
+            # timing runs without the memory sampler (its thread competes for the GIL and would
+            # slow the Python-heavy loop far more than the batched methods)
             for rep in range(args.repeats):
                 for k, fn in methods.items():
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
-                    with PeakMemory(device) as pm:
-                        t0 = time.perf_counter()
-                        J = fn(model, x, y, names)
-                        if device.type == "cuda":
-                            torch.cuda.synchronize(device)
-                        dt = time.perf_counter() - t0
-                    times[k] = min(times[k], dt)
-                    mem[k] = max(mem.get(k, 0), pm.peak)
-                    if rep == 0:
-                        results[k] = J.detach().double().cpu()
+                    t0 = time.perf_counter()
+                    J = fn(model, x, y, names)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    times[k] = min(times[k], time.perf_counter() - t0)
                     del J
+            # one more run per method for peak memory and the values
+            for k, fn in methods.items():
+                with PeakMemory(device) as pm:
+                    J = fn(model, x, y, names)
+                mem[k] = pm.peak
+                results[k] = J.detach().double().cpu()
+                del J
             ref = results["loop"]
             scale = float(ref.abs().max())
             for k in methods:
@@ -286,14 +313,16 @@ def run(args) -> list[dict]:
                     "rows": ref.shape[0], "method": k, "time_s": round(times[k], 4),
                     "speedup_vs_loop": round(times["loop"] / times[k], 2),
                     "peak_mem_mib": round(mem[k] / 2**20, 1), "max_abs_diff": f"{diff:.3g}",
-                    "rel_diff": f"{diff / scale if scale else 0.0:.3g}", "note": "",
+                    "rel_diff": f"{diff / scale if scale else 0.0:.3g}", "threads": torch.get_num_threads(),
+                    "loadavg_1m": round(os.getloadavg()[0], 2), "note": "",
                 })
                 _print_row(rows[-1])
             for k, note in notes.items():
                 rows.append({"case": case, "device": str(device), "n": n, "outputs": outputs,
                              "params": params if isinstance(params, str) else "+".join(params), "p": p,
                              "rows": ref.shape[0], "method": k, "time_s": "", "speedup_vs_loop": "",
-                             "peak_mem_mib": "", "max_abs_diff": "", "rel_diff": "", "note": note})
+                             "peak_mem_mib": "", "max_abs_diff": "", "rel_diff": "", "threads": torch.get_num_threads(),
+                             "loadavg_1m": round(os.getloadavg()[0], 2), "note": note})
                 _print_row(rows[-1])
             del results, ref
     return rows
@@ -338,13 +367,13 @@ def run_gram(args) -> dict:
 
 
 FIELDS = ["case", "device", "n", "outputs", "params", "p", "rows", "method", "time_s", "speedup_vs_loop",
-          "peak_mem_mib", "max_abs_diff", "rel_diff", "note"]
+          "peak_mem_mib", "max_abs_diff", "rel_diff", "threads", "loadavg_1m", "note"]
 _header_printed = False
 
 
 def _print_row(row: dict) -> None:
     global _header_printed
-    widths = [15, 6, 5, 10, 14, 7, 6, 12, 8, 8, 9, 9, 9, 0]
+    widths = [15, 6, 5, 10, 12, 7, 5, 15, 8, 8, 9, 9, 9, 3, 6, 0]
     if not _header_printed:
         print(" ".join(f"{f[:w]:<{w}}" if w else f for f, w in zip(FIELDS, widths)))
         _header_printed = True
