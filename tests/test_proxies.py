@@ -13,13 +13,6 @@ from coreaug.models import build_model, last_linear
 from coreaug.proxies import compute_proxies
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _data(n=24, seed=0, classes=5):
     gen = torch.Generator().manual_seed(seed)

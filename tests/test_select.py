@@ -22,14 +22,6 @@ from coreaug.select import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: OpenMP fork/join dominates on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def test_threads_setting_is_restored():
     torch.set_num_threads(2)

@@ -14,13 +14,6 @@ from coreaug.io import save_checkpoint
 from coreaug.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def test_select_coreset_json_and_checkpoint(tmp_path, capsys):
     out = tmp_path / "sel.json"
