@@ -96,6 +96,18 @@ def check_finite(t: Tensor, name: str) -> None:
             raise SpectraError(f"{name} contains NaN or Inf")
 
 
+def check_batch(x: Tensor, name: str = "x") -> Tensor:
+    """Validate a floating, finite batch with a non-empty leading dimension; return it unchanged."""
+    if not isinstance(x, Tensor):
+        raise SpectraError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise SpectraError(f"{name} must have a non-empty leading batch dimension, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise SpectraError(f"{name} must be a floating tensor, got {x.dtype}")
+    check_finite(x, name)
+    return x
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -200,14 +212,7 @@ class _Functional:
         return out.reshape(out.shape[0], -1)
 
     def prepare_x(self, x: Tensor, name: str = "x") -> Tensor:
-        if not isinstance(x, Tensor):
-            raise SpectraError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim < 1 or x.shape[0] == 0:
-            raise SpectraError(f"{name} must have a non-empty leading batch dimension, got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise SpectraError(f"{name} must be a floating tensor, got {x.dtype}")
-        check_finite(x, name)
-        return x.detach().to(device=self.device, dtype=self.dtype)
+        return check_batch(x, name).detach().to(device=self.device, dtype=self.dtype)
 
     def num_outputs(self, x: Tensor) -> int:
         with torch.no_grad(), eval_mode(self.model):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spectra.errors import SpectraError
-from spectra.jacobian import ParamSpec, _Functional, check_finite, eval_mode
+from spectra.jacobian import ParamSpec, _Functional, check_batch, check_finite, eval_mode
 
 __all__ = [
     "NORMS",
@@ -55,20 +55,9 @@ def _check_eps(eps: float) -> float:
     return eps
 
 
-def _check_x(x: Tensor, name: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise SpectraError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise SpectraError(f"{name} must have a non-empty leading batch dimension, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise SpectraError(f"{name} must be a floating tensor, got {x.dtype}")
-    check_finite(x, name)
-    return x
-
-
 def perturbation_norms(delta: Tensor) -> dict[str, Tensor]:
     """Per-example ``{"l2": ||δ_i||_2, "linf": ||δ_i||_∞}`` (each of shape (n,))."""
-    delta = _check_x(delta, "delta")
+    delta = check_batch(delta, "delta")
     flat = delta.reshape(delta.shape[0], -1)
     return {"l2": flat.norm(dim=1), "linf": flat.abs().amax(dim=1)}
 
@@ -76,7 +65,7 @@ def perturbation_norms(delta: Tensor) -> dict[str, Tensor]:
 def project(delta: Tensor, eps: float, norm: str = "l2") -> Tensor:
     """Euclidean projection of each δ_i onto {||δ_i||_q ≤ ε}: rescale (L2) or clip (L∞)."""
     eps, norm = _check_eps(eps), _check_norm(norm)
-    delta = _check_x(delta, "delta")
+    delta = check_batch(delta, "delta")
     if norm == "linf":
         return delta.clamp(-eps, eps)
     flat = delta.reshape(delta.shape[0], -1)
@@ -116,7 +105,7 @@ def random_perturbation(
     fresh one seeded by ``seed``) so results are identical on CPU and CUDA; δ is returned on
     x's device and dtype.
     """
-    x = _check_x(x)
+    x = check_batch(x)
     eps, norm = _check_eps(eps), _check_norm(norm)
     g = _generator(seed, generator)
     n = x.shape[0]
@@ -199,7 +188,7 @@ def worst_case_perturbation(
     α = ``step_size`` (default 2.5·ε/steps). Starts from a random point of the ball
     (``random_start``) or 0. Returns the final δ (no gradient attached).
     """
-    x = _check_x(x)
+    x = check_batch(x)
     eps, norm = _check_eps(eps), _check_norm(norm)
     if not isinstance(model, nn.Module):
         raise SpectraError(f"model must be a torch.nn.Module, got {type(model).__name__}")

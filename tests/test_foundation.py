@@ -214,3 +214,14 @@ def test_train_config_data_options_reach_the_loader():
     assert len(bundle.test) > 800
     with pytest.raises(ConfigError, match="takes no option"):
         prepare_data(resolve_config("digits-quick", None, {"data_options": {"nope": 1}}))
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
