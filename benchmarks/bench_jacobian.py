@@ -35,11 +35,9 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import gc
 import io
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -54,72 +52,10 @@ from coreaug.models import build_model
 from coreaug.models.small import SmallCNN
 from spectra import jacobian, jacobian_loop, parameter_layout, select_parameters
 
+from _memory import PeakMemory
+
 RESULTS = Path(__file__).resolve().parent / "results" / "jacobian.csv"
 JACFWD_MAX_P = 5000
-
-
-# ------------------------------------------------------------------------------------------------
-# memory measurement
-# ------------------------------------------------------------------------------------------------
-
-
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except Exception:  # not glibc
-        pass
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # non-Linux: fall back to the (monotone) max RSS
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class PeakMemory:
-    """Peak memory above the starting level during a ``with`` block (CUDA allocator or CPU RSS)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak = 0
-
-    def __enter__(self):
-        gc.collect()
-        _malloc_trim()  # hand freed heap back to the OS so the RSS delta reflects this call
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            return self
-        self.base = _rss_bytes()
-        self._stop = threading.Event()
-        self._max = self.base
-
-        def sample():
-            while not self._stop.is_set():
-                self._max = max(self._max, _rss_bytes())
-                time.sleep(0.002)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
-        else:
-            self._stop.set()
-            self._thread.join()
-            self._max = max(self._max, _rss_bytes())
-            self.peak = self._max - self.base
-        return False
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,11 @@ memoises them and warms them up before timing (apricot's best case, see _memoise
 
 Ratios are ours(lazy) / this method: time < 1 means ours is faster, objective ≥ 0.999 is the target.
 Wall-clock and process CPU time (all threads) are both reported: on a shared machine CPU time is
-the steadier of the two.
+the steadier of the two. Peak memory (``peak_mem_mib``) comes from one extra, untimed run per method
+after its timed runs (``_memory.PeakMemory``: peak RSS above the level before the call, after gc +
+malloc_trim, sampled every 2 ms by a thread; the sampler never runs during a timed run). It covers
+everything the method needs: for the references that includes our dense per-class kernel they are
+handed (the kernel build is part of their time too).
 
     python benchmarks/bench_select.py            # 10k, 20k, 50k + single-class 10k
     python benchmarks/bench_select.py --quick    # small sizes, seconds
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import math
 import os
@@ -40,6 +45,8 @@ from coreaug.io import write_text_atomic
 from coreaug.select import facility_location, facility_location_objective
 from coreaug.select.budgets import class_budgets
 from coreaug.select.similarity import SimilarityKernel
+
+from _memory import PeakMemory
 
 NAIVE_MAX_OPS = 2e10  # Σ_c k_c · n_c² above this, our naive greedy is skipped (minutes on 2 cores)
 
@@ -91,8 +98,6 @@ def _memoise_apricot_jit() -> None:
     """apricot 0.6 builds (JIT-compiles) its numba gain kernels inside every ``fit`` — seconds per
     call, i.e. per class. Memoise those factories so each kernel compiles once, during the warm-up:
     apricot's best case, so the comparison measures its optimiser, not its compiler."""
-    import functools
-
     import apricot.functions.facilityLocation as fl_mod
 
     for name in ("calculate_gains", "calculate_gains_sparse", "calculate_gains_sieve"):
@@ -110,6 +115,14 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, float, obj
         best_wall = min(best_wall, time.perf_counter() - t0)
         best_cpu = min(best_cpu, time.process_time() - c0)
     return best_wall, best_cpu, out
+
+
+def peak_mem_mib(fn: Callable[[], object]) -> float:
+    """Peak RSS (MiB) above the starting level during one extra, untimed ``fn()``."""
+    with PeakMemory(torch.device("cpu")) as pm:
+        out = fn()
+    del out
+    return pm.peak / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,33 +175,40 @@ def main(argv: list[str] | None = None) -> int:
         budgets = class_budgets(sizes, budget, "proportional")
         case = f"{n}x10d/{classes}cls/{sum(budgets)}picks"
         print(f"\n== {case}")
-        results: dict[str, tuple[float | None, float | None, str]] = {}
+        # method -> (wall s, cpu s, objective, peak MiB, note)
+        results: dict[str, tuple[float | None, float | None, float | None, float | None, str]] = {}
         for greedy in ("lazy", "stochastic", "naive"):
             ops = sum(k * s * s for k, s in zip(budgets, sizes))
             if greedy == "naive" and (args.no_naive or ops > NAIVE_MAX_OPS):
                 note = f"skipped: Σ k·n² = {ops:.1e} > {NAIVE_MAX_OPS:.0e} element-ops"
                 print(f"  ours-{greedy:<10} {note}")
-                results[f"ours-{greedy}"] = (None, None, None, note)
+                results[f"ours-{greedy}"] = (None, None, None, None, note)
                 continue
             reps = 1 if greedy == "naive" else args.repeats
-            t, cpu, sel = timed(lambda: facility_location(x, y, budget, greedy=greedy, seed=0,
-                                                          threads=args.threads), reps)
+            run_ours = functools.partial(facility_location, x, y, budget, greedy=greedy, seed=0,
+                                         threads=args.threads)
+            t, cpu, sel = timed(run_ours, reps)
             obj = facility_location_objective(x, sel.indices, y)
-            results[f"ours-{greedy}"] = (t, cpu, obj, "end-to-end")
-            print(f"  ours-{greedy:<10} {t:8.2f} s  (cpu {cpu:7.2f} s)   F = {obj:.4f}")
+            del sel
+            mem = peak_mem_mib(run_ours)
+            results[f"ours-{greedy}"] = (t, cpu, obj, mem, "end-to-end")
+            print(f"  ours-{greedy:<10} {t:8.2f} s  (cpu {cpu:7.2f} s)   F = {obj:.4f}   peak {mem:7.1f} MiB")
         for name, mod in refs.items():
+            run_ref = functools.partial(run_reference, name, x, y, budgets, mod)
             try:
-                t, cpu, (tk, to, idx) = timed(lambda: run_reference(name, x, y, budgets, mod), args.repeats)
+                t, cpu, (tk, to, idx) = timed(run_ref, args.repeats)
+                mem = peak_mem_mib(run_ref)
             except Exception as exc:  # a reference failing must not kill the benchmark
                 note = f"failed: {type(exc).__name__}: {exc}"
                 print(f"  {name:<15} {note}")
-                results[name] = (None, None, None, note)
+                results[name] = (None, None, None, None, note)
                 continue
             obj = facility_location_objective(x, torch.as_tensor(idx), y)
-            results[name] = (t, cpu, obj, f"kernel {tk:.2f}s + optimiser {to:.2f}s (last run)")
-            print(f"  {name:<15} {t:8.2f} s  (cpu {cpu:7.2f} s)   F = {obj:.4f}   (kernel {tk:.2f} s + optimiser {to:.2f} s)")
-        t_ours, c_ours, f_ours, _ = results["ours-lazy"]
-        for method, (t, cpu, f, note) in results.items():
+            results[name] = (t, cpu, obj, mem, f"kernel {tk:.2f}s + optimiser {to:.2f}s (last timed run)")
+            print(f"  {name:<15} {t:8.2f} s  (cpu {cpu:7.2f} s)   F = {obj:.4f}   peak {mem:7.1f} MiB   "
+                  f"(kernel {tk:.2f} s + optimiser {to:.2f} s)")
+        t_ours, c_ours, f_ours, _, _ = results["ours-lazy"]
+        for method, (t, cpu, f, mem, note) in results.items():
             rows.append({
                 "case": case, "n": n, "classes": classes, "picks": sum(budgets), "method": method,
                 "time_s": "" if t is None else f"{t:.3f}",
@@ -197,14 +217,15 @@ def main(argv: list[str] | None = None) -> int:
                 "time_ratio_ours_lazy_over_this": "" if t is None else f"{t_ours / t:.3f}",
                 "cpu_ratio_ours_lazy_over_this": "" if cpu is None else f"{c_ours / cpu:.3f}",
                 "objective_ratio_ours_lazy_over_this": "" if f is None else f"{f_ours / f:.6f}",
+                "peak_mem_mib": "" if mem is None else f"{mem:.1f}",
                 "note": note,
             })
 
     header = ["case", "method", "time_s", "cpu_s", "objective", "time_ratio_ours_lazy_over_this",
-              "cpu_ratio_ours_lazy_over_this", "objective_ratio_ours_lazy_over_this"]
-    widths = [27, 16, 9, 9, 13, 11, 11, 11]
+              "cpu_ratio_ours_lazy_over_this", "objective_ratio_ours_lazy_over_this", "peak_mem_mib"]
+    widths = [27, 16, 9, 9, 13, 11, 11, 11, 10]
     print("\n" + " ".join(h[:w].ljust(w) for h, w in zip(
-        ["case", "method", "wall [s]", "cpu [s]", "objective F", "wall o/t", "cpu o/t", "F o/t"], widths)))
+        ["case", "method", "wall [s]", "cpu [s]", "objective F", "wall o/t", "cpu o/t", "F o/t", "peak MiB"], widths)))
     for r in rows:
         vals = [str(r[h]) if r[h] != "" else "-" for h in header]
         print(" ".join(v.ljust(w) for v, w in zip(vals, widths)) + ("  " + str(r["note"]) if r["time_s"] == "" else ""))

@@ -12,6 +12,13 @@ and train faster than full augmentation. The script reports what it measures, wh
     python benchmarks/bench_train_digits.py                      # ~10 min on 2 CPU cores
     python benchmarks/bench_train_digits.py --seeds 0 --epochs 5 # a quick look
 
+Peak memory per run: peak RSS above the level before the run, from the kernel's high-water mark
+(``_memory.RssHighWater``: no sampler thread, so it does not perturb the timed run), saved as
+``peak_mem.json`` in the run folder; the table and CSV get ``peak_mem_mib`` = the largest over the
+seeds that recorded it (empty / "–" where none did: runs made before it was recorded, or a kernel
+that cannot reset the mark). The first run in a process also carries one-off costs (lazy imports,
+first data load), so it reads higher than the same configuration later on.
+
 Writes the runs under ``--runs`` and ``train_digits.{md,csv,png,json}`` under ``--results``.
 """
 
@@ -26,10 +33,14 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from coreaug.report import write_report
+from coreaug.io import write_text_atomic
+from coreaug.report import GROUP_KEYS, write_report
 from coreaug.train import resolve_config, train
+
+from _memory import RssHighWater
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,6 +60,32 @@ def configs(args: argparse.Namespace) -> list[tuple[str, dict]]:
                 out.append((f"{regime}_{sel}_{int(round(100 * frac))}",
                             {"method": regime, "selector": sel, "fraction": frac}))
     return out
+
+
+def _peak_mem_mib(run_dir: Path) -> float | None:
+    try:
+        return json.loads((run_dir / "peak_mem.json").read_text(encoding="utf-8"))["peak_mem_mib"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def add_peak_memory(summary_csv: Path, runs_csv: Path, md: Path) -> None:
+    """Add ``peak_mem_mib`` (largest over a configuration's seeds) to the report's CSV and Markdown table."""
+    runs = pd.read_csv(runs_csv)
+    runs["peak_mem_mib"] = [_peak_mem_mib(Path(d)) for d in runs["run"]]
+    keys = list(GROUP_KEYS)
+    peak = runs.groupby(keys, dropna=False, sort=False)["peak_mem_mib"].max().reset_index()
+    s = pd.read_csv(summary_csv)
+    s = s.merge(peak, on=keys, how="left", validate="one_to_one")
+    write_text_atomic(summary_csv, s.to_csv(index=False))
+    lines = md.read_text(encoding="utf-8").splitlines()
+    if len(lines) != 2 + len(s):
+        raise RuntimeError(f"{md}: {len(lines) - 2} table rows for {len(s)} summary rows")
+    lines[0] += " peak mem (MiB) |"
+    lines[1] += "---|"
+    for i, v in enumerate(s["peak_mem_mib"], 2):
+        lines[i] += " – |" if pd.isna(v) else f" {v:.1f} |"
+    write_text_atomic(md, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,19 +122,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(todo)}] {d.name}: done earlier, kept", flush=True)
             continue
         cfg = resolve_config(None, None, {**common, **kw, "seed": seed})
-        res = train(cfg, d, resume=(d / "checkpoint.pt").is_file(), quiet=True)
+        resumed = (d / "checkpoint.pt").is_file()
+        with RssHighWater() as hw:
+            res = train(cfg, d, resume=resumed, quiet=True)
+        mib = None if hw.peak is None else round(hw.peak / 2**20, 1)
+        write_text_atomic(d / "peak_mem.json", json.dumps(
+            {"peak_mem_mib": mib, "resumed": resumed,
+             "measure": "peak RSS above the level before train() (VmHWM, reset via /proc/self/clear_refs)"}) + "\n")
         print(f"[{i}/{len(todo)}] {d.name}: acc {res['final_test_acc']:.4f}, time {res['wall_clock_total']:.1f}s "
-              f"(selection {res['selection_time_total']:.1f}s), elapsed {time.perf_counter() - t0:.0f}s", flush=True)
+              f"(selection {res['selection_time_total']:.1f}s), peak {'-' if mib is None else mib} MiB, "
+              f"elapsed {time.perf_counter() - t0:.0f}s", flush=True)
 
     paths = write_report([runs / f"{name}_s{seed}" for seed, name, _ in todo], runs / "report")
+    add_peak_memory(paths["csv"], paths["runs"], paths["md"])
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     for key, ext in (("md", "md"), ("csv", "csv"), ("png", "png")):
         shutil.copyfile(paths[key], results / f"train_digits.{ext}")
     table = paths["md"].read_text(encoding="utf-8")
     print(table)
-
-    import pandas as pd
 
     s = pd.read_csv(paths["csv"])
     lines = []
@@ -131,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         fh.write("\n" + "\n".join(f"- {line}" for line in lines) + "\n")
         fh.write(f"\nSettings: {json.dumps(meta['settings'])}; total {meta['total_seconds']:.0f}s "
                  f"(threads={args.threads}, torch {torch.__version__}). Time = training + selection wall-clock, "
-                 "evaluation excluded; accuracy = final-epoch test accuracy, mean ± sample std over seeds. "
+                 "evaluation excluded; accuracy = final-epoch test accuracy, mean ± sample std over seeds; "
+                 "peak mem = peak RSS above the level before the run (kernel high-water mark), largest over seeds. "
                  f"Load average (1/5/15 min) at start {load_before}, at end {os.getloadavg()} on "
                  f"{os.cpu_count()} cores: with other jobs on the machine the times are noisy.\n")
     return 0
