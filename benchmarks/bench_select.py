@@ -38,7 +38,6 @@ import sys
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 
 from coreaug.io import write_text_atomic

@@ -40,7 +40,6 @@ def setup_distributed(device_spec: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext(False, 0, 1, 0, resolve_device(device_spec))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_spec)
     if device.type == "cuda":
