@@ -18,9 +18,6 @@ from torch.utils.data import Dataset
 from coreaug.train.config import TrainConfig
 from coreaug.train.epoch_data import derive_seed
 
-# config selector name -> coreaug.select method name
-_SELECT_METHOD = {"coreset": "coreset", "random": "random", "maxloss": "maxloss"}
-
 
 @dataclass
 class SubsetState:
@@ -63,9 +60,8 @@ def select_subset(
     labels = torch.as_tensor(eval_train_view.targets, dtype=torch.long)
     kw = {"per_class": cfg.per_class}
     if cfg.selector == "random":
-        # Random selection needs no forward pass; features are placeholders.
-        sel = select("random", features=torch.zeros(n, 1), labels=labels, losses=torch.zeros(n),
-                     fraction=cfg.fraction, seed=seed % 2**31, **kw)
+        # Random selection needs no forward pass.
+        sel = select("random", labels=labels, fraction=cfg.fraction, seed=seed % 2**31, **kw)
         indices = sel.indices.cpu().long()
     else:
         from coreaug.proxies import compute_proxies
@@ -74,7 +70,7 @@ def select_subset(
                                   device=device, num_workers=cfg.num_workers)
         if cfg.selector == "coreset":
             kw["normalize_weights"] = True  # γ normalised to mean 1 over the coreset (PAPER.md §3.5)
-        sel = select(_SELECT_METHOD[cfg.selector], features=proxies.features, labels=proxies.labels,
+        sel = select(cfg.selector, features=proxies.features, labels=proxies.labels,
                      losses=proxies.losses, fraction=cfg.fraction, seed=seed % 2**31, **kw)
         # map positions in the proxy arrays back to training-set indices
         indices = torch.as_tensor(proxies.indices, dtype=torch.long).cpu()[sel.indices.cpu().long()]
