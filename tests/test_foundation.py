@@ -225,3 +225,19 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_materialized_eval_view_equals_per_image_transform(digits):
+    from coreaug.data.base import TensorDataset
+
+    t = build_transform(image_size=8, mean=digits.mean, std=digits.std)
+    lazy = digits.train.with_transform(t)
+    eager = digits.train.materialize(t, chunk=100)  # several chunks
+    assert isinstance(eager, TensorDataset) and len(eager) == len(lazy)
+    for i in (0, 99, 100, 1436):
+        xl, yl, il = lazy[i]
+        xe, ye, ie = eager[i]
+        torch.testing.assert_close(xe, xl, rtol=0, atol=1e-6)
+        assert (ye, ie) == (yl, il)
+    with pytest.raises(DataError):
+        eager.with_transform(t)

@@ -83,6 +83,35 @@ class ArrayDataset(IndexedDataset):
         """Return a view with replaced labels (e.g. after label-noise injection)."""
         return ArrayDataset(self.images, targets, self.transform)
 
+    def materialize(self, transform: Transform, *, chunk: int = 4096) -> "TensorDataset":
+        """Apply a **deterministic** batch-capable transform (e.g. the test-time ToDtype + Normalize)
+        to every image once, in chunks, and return the result as an in-memory dataset.
+
+        Repeated eval passes (proxies every R epochs, test accuracy every epoch) then cost only the
+        forward pass instead of one Python-level transform call per image. Costs the transformed
+        tensor's memory (float32: 4 bytes per pixel value).
+        """
+        parts = [transform(self.images[s : s + chunk]) for s in range(0, len(self), chunk)]
+        x = torch.cat(parts) if parts else torch.empty(0)
+        return TensorDataset(x, self.targets)
+
+
+class TensorDataset(IndexedDataset):
+    """Already-transformed examples held in memory: ``ds[i] -> (x[i], y[i], i)``, no transform."""
+
+    def __init__(self, x: torch.Tensor, targets: torch.Tensor):
+        if x.shape[0] != targets.shape[0]:
+            raise DataError(f"x has {x.shape[0]} rows but targets has {targets.shape[0]}")
+        self.x, self.targets, self.transform = x, torch.as_tensor(targets, dtype=torch.long), None
+
+    def load_image(self, index: int) -> torch.Tensor:
+        return self.x[index]
+
+    def with_transform(self, transform: Transform | None) -> "TensorDataset":
+        if transform is not None:
+            raise DataError("a TensorDataset is already transformed; build views from the raw dataset instead")
+        return self
+
 
 @dataclass
 class DataBundle:

@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coreaug.augment import build_transform
-from coreaug.data import DataBundle, load_data
+from coreaug.data import ArrayDataset, DataBundle, load_data
 from coreaug.errors import ConfigError
 from coreaug.io import write_json_atomic, write_text_atomic
 from coreaug.models import build_model
@@ -89,6 +89,18 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device
 _IMAGEFOLDER_DATASETS = ("caltech256", "tinyimagenet", "imagenet", "imagefolder")
 
 
+#: In-memory datasets whose transformed copy fits this many bytes are transformed once up front for
+#: evaluation passes (the test-time transform is deterministic), instead of image by image each pass.
+EVAL_CACHE_BYTES = 2 * 2**30
+
+
+def _eval_view(ds, test_t):
+    """The test-time view of ``ds``: materialised once when it is in memory and small enough."""
+    if isinstance(ds, ArrayDataset) and ds.images.numel() * 4 <= EVAL_CACHE_BYTES:
+        return ds.materialize(test_t)
+    return ds.with_transform(test_t)
+
+
 def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     """Load the dataset, inject label noise if asked, and build the weak / strong / test-time views."""
     options: dict[str, Any] = dict(cfg.data_options)
@@ -122,8 +134,8 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     views = {
         "weak": train_ds.with_transform(weak_t),
         "strong": train_ds.with_transform(strong_t),
-        "eval_train": train_ds.with_transform(test_t),  # proxies: un-augmented, test-time transform (§3.1)
-        "test": bundle.test.with_transform(test_t),
+        "eval_train": _eval_view(train_ds, test_t),  # proxies: un-augmented, test-time transform (§3.1)
+        "test": _eval_view(bundle.test, test_t),
         **extra,
     }
     return bundle, views
