@@ -241,3 +241,18 @@ def test_materialized_eval_view_equals_per_image_transform(digits):
         assert (ye, ie) == (yl, il)
     with pytest.raises(DataError):
         eager.with_transform(t)
+
+
+def test_load_weights_accepts_checkpoints_state_dicts_and_ddp_prefixes(tmp_path):
+    from coreaug.models import load_weights
+
+    torch.manual_seed(1)
+    src = build_model("mlp", 10, in_channels=1, image_size=8)
+    for i, state in enumerate([{"model": src.state_dict()}, src.state_dict(),
+                               {"model": {f"module.{k}": v for k, v in src.state_dict().items()}}]):
+        path = tmp_path / f"w{i}.pt"
+        save_checkpoint(path, state)
+        dst = load_weights(build_model("mlp", 10, in_channels=1, image_size=8), path)
+        torch.testing.assert_close(dst.fc.weight, src.fc.weight)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights(build_model("cnn", 10, in_channels=1, image_size=8), tmp_path / "w0.pt")

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from coreaug.errors import CheckpointError, ConfigError
+from coreaug.errors import ConfigError
 from coreaug.select import GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, select
 
 _IMAGEFOLDER = ("caltech256", "tinyimagenet", "imagenet", "imagefolder")
@@ -60,25 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_model(args: argparse.Namespace, bundle: Any, device: torch.device) -> torch.nn.Module:
-    from coreaug.io import load_checkpoint
-    from coreaug.models import build_model
+    from coreaug.models import build_model, load_weights
 
     torch.manual_seed(args.seed)
     model = build_model(args.model, bundle.num_classes, in_channels=bundle.in_channels,
                         image_size=args.image_size or bundle.image_size)
     if args.checkpoint:
-        state = load_checkpoint(args.checkpoint)
-        sd = state.get("model", state)
-        if not isinstance(sd, dict):
-            raise CheckpointError(f"checkpoint {args.checkpoint} has no 'model' state dict")
-        sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-        try:
-            model.load_state_dict(sd)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(
-                f"checkpoint {args.checkpoint} does not fit model {args.model!r} on {args.dataset}: {first}"
-            ) from None
+        load_weights(model, args.checkpoint)
     return model.to(device)
 
 

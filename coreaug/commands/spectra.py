@@ -23,7 +23,7 @@ import torch
 
 from coreaug.device import resolve_device
 from coreaug.errors import ConfigError
-from coreaug.io import atomic_path, load_checkpoint, write_json_atomic
+from coreaug.io import atomic_path, write_json_atomic
 
 PERTURBATIONS = ("random", "worst", "none")
 
@@ -108,7 +108,7 @@ def _jsonable(obj):
 def run(args: argparse.Namespace) -> int:
     import spectra
     from coreaug.data import load_data
-    from coreaug.models import build_model
+    from coreaug.models import build_model, load_weights
 
     t_start = time.time()
     device = resolve_device(args.device)
@@ -130,12 +130,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_data(args.dataset, args.data_root)
     model = build_model(args.model, bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
     if args.checkpoint:
-        state = load_checkpoint(args.checkpoint, map_location="cpu")
-        state = state.get("model", state)
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, KeyError) as exc:
-            raise ConfigError(f"checkpoint {args.checkpoint} does not fit model {args.model!r}: {str(exc)[:200]}") from None
+        load_weights(model, args.checkpoint)
     model = model.to(device).eval()
     params = _param_spec(args.params)
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import nn
 
-from coreaug.errors import ConfigError
+from coreaug.errors import CheckpointError, ConfigError
 from coreaug.models.resnet_cifar import CifarResNet, resnet20, resnet32, resnet44, resnet56, resnet110
 from coreaug.models.small import MLP, SmallCNN
 from coreaug.models.torchvision_resnet import TorchvisionResNet
@@ -53,6 +53,28 @@ def build_model(
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
 
 
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load trained weights into ``model`` from ``path`` and return it.
+
+    ``path`` is a ``coreaug train`` checkpoint (its ``"model"`` entry) or a plain state dict; the
+    ``module.`` prefix of DistributedDataParallel state dicts is stripped. A missing, unreadable or
+    ill-fitting file raises :class:`~coreaug.errors.CheckpointError` with a one-line message.
+    """
+    from coreaug.io import load_checkpoint
+
+    state = load_checkpoint(path)
+    sd = state.get("model", state)
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"checkpoint {path} has no 'model' state dict")
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {first}") from None
+    return model
+
+
 def last_linear(model: nn.Module) -> nn.Linear:
     """The model's final classifier: ``model.fc`` if it is an ``nn.Linear``, else the last ``nn.Linear``."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -65,4 +87,4 @@ def last_linear(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-__all__ = ["MODELS", "build_model", "last_linear", "MLP", "SmallCNN", "CifarResNet", "TorchvisionResNet"]
+__all__ = ["MODELS", "build_model", "load_weights", "last_linear", "MLP", "SmallCNN", "CifarResNet", "TorchvisionResNet"]
