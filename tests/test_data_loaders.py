@@ -426,3 +426,12 @@ def test_every_registered_name_resolves():
     for name, target in DATASETS.items():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func)), name
+
+
+def test_load_data_passes_sizes_to_imagefolder_loaders_only(tmp_path):
+    make_tree(tmp_path, "train", {"cat": 2, "ant": 2})
+    make_tree(tmp_path, "val", {"cat": 1, "ant": 1})
+    b = load_data("imagefolder", str(tmp_path), image_size=16, resize=20)
+    assert (b.image_size, b.extra["resize"]) == (16, 20)
+    assert load_data("imagefolder", str(tmp_path)).image_size == 224  # the loader's default
+    assert load_data("digits", image_size=16, resize=20).image_size == 8  # fixed native size: ignored

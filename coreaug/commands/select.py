@@ -27,7 +27,6 @@ import torch
 from coreaug.errors import ConfigError
 from coreaug.select import GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, select
 
-_IMAGEFOLDER = ("caltech256", "tinyimagenet", "imagenet", "imagefolder")
 _FORMATS = (".json", ".csv", ".pt")
 
 
@@ -79,13 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in _FORMATS:
         raise ConfigError(f"--out must end in one of {', '.join(_FORMATS)}, got {out.name!r}")
     device = resolve_device(args.device)
-    options: dict[str, Any] = {}
-    if args.dataset.lower() in _IMAGEFOLDER:
-        if args.image_size is not None:
-            options["image_size"] = args.image_size
-        if args.resize is not None:
-            options["resize"] = args.resize
-    bundle = load_data(args.dataset, args.data_root, **options)
+    bundle = load_data(args.dataset, args.data_root, image_size=args.image_size, resize=args.resize)
     size = args.image_size or bundle.image_size
     test_t = build_transform(image_size=size, mean=bundle.mean, std=bundle.std, weak="none", strong="none",
                              resize=bundle.extra.get("resize", args.resize))

@@ -28,8 +28,20 @@ DATASETS: dict[str, str] = {
 }
 
 
-def load_data(name: str, root: str | None = None, **options: Any) -> DataBundle:
-    """Load dataset ``name`` (see :data:`DATASETS`); ``root`` is required for every dataset but digits."""
+def load_data(
+    name: str,
+    root: str | None = None,
+    *,
+    image_size: int | None = None,
+    resize: int | None = None,
+    **options: Any,
+) -> DataBundle:
+    """Load dataset ``name`` (see :data:`DATASETS`); ``root`` is required for every dataset but digits.
+
+    ``image_size`` / ``resize`` (output side and test-time resize side) reach the loaders that
+    decode images of varying size (the ImageFolder family) when given; in-memory datasets have a
+    fixed native size and ignore them. Any other ``options`` must be accepted by the loader.
+    """
     key = name.lower()
     if key not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -39,6 +51,9 @@ def load_data(name: str, root: str | None = None, **options: Any) -> DataBundle:
     loader = getattr(importlib.import_module(module_name), func_name)
     accepted = [n for n, p in inspect.signature(loader).parameters.items() if p.kind == p.KEYWORD_ONLY or n != "root"]
     unknown = sorted(set(options) - set(accepted))
+    for key_, value in (("image_size", image_size), ("resize", resize)):
+        if value is not None and key_ in accepted:
+            options[key_] = value
     if unknown:
         raise ConfigError(f"dataset {name!r} takes no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}")
     return loader(**options) if key == "digits" else loader(root, **options)

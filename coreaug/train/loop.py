@@ -86,9 +86,6 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device
     return loss_sum / y.numel(), float(hit.mean()), balanced
 
 
-_IMAGEFOLDER_DATASETS = ("caltech256", "tinyimagenet", "imagenet", "imagefolder")
-
-
 #: In-memory datasets whose transformed copy fits this many bytes are transformed once up front for
 #: evaluation passes (the test-time transform is deterministic), instead of image by image each pass.
 EVAL_CACHE_BYTES = 2 * 2**30
@@ -103,13 +100,7 @@ def _eval_view(ds, test_t):
 
 def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     """Load the dataset, inject label noise if asked, and build the weak / strong / test-time views."""
-    options: dict[str, Any] = dict(cfg.data_options)
-    if cfg.dataset in _IMAGEFOLDER_DATASETS:  # these loaders take the output size and the resize side
-        if cfg.image_size is not None:
-            options["image_size"] = cfg.image_size
-        if cfg.resize is not None:
-            options["resize"] = cfg.resize
-    bundle = load_data(cfg.dataset, cfg.data_root, **options)
+    bundle = load_data(cfg.dataset, cfg.data_root, image_size=cfg.image_size, resize=cfg.resize, **cfg.data_options)
     train_ds = bundle.train
     extra: dict[str, Any] = {}
     if cfg.label_noise > 0:
