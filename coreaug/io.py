@@ -59,6 +59,15 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> 
     write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_figure_atomic(fig: Any, path: str | os.PathLike, **savefig_kw: Any) -> Path:
+    """Render a matplotlib figure in the format named by ``path``'s suffix and write it atomically."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".").lower(), **savefig_kw)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.tolist()

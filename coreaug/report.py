@@ -10,7 +10,6 @@ device). Every file is written atomically.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from coreaug.errors import ConfigError
-from coreaug.io import atomic_path, write_text_atomic
+from coreaug.io import write_figure_atomic, write_text_atomic
 
 GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise", "method", "selector", "fraction")
 BASELINE_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise")
@@ -126,13 +125,9 @@ def plot_accuracy_vs_time(runs: Sequence[dict[str, Any]], path: str | Path) -> P
     import matplotlib.pyplot as plt
 
     fig = accuracy_vs_time_figure(runs)
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    write_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return path
+    return Path(path)
 
 
 def accuracy_vs_time_figure(runs: Sequence[dict[str, Any]]):

@@ -17,7 +17,6 @@ linear algebra and :mod:`coreaug.select` for the subsets (``spectra`` itself nev
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -25,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 import pandas as pd
 
 from coreaug.errors import ConfigError
-from coreaug.io import atomic_path, write_json_atomic, write_text_atomic
+from coreaug.io import write_figure_atomic, write_json_atomic, write_text_atomic
 
 FIGURES: tuple[str, ...] = (
     "fig1_singular_values", "fig2_subspace_rotation", "fig3_alignment", "fig4_residual_decay", "fig5_accuracy_vs_time",
@@ -59,14 +58,7 @@ def save_figure(fig, out: Path, stem: str) -> list[Path]:
     """Save ``fig`` as ``out/stem.png`` and ``out/stem.pdf`` atomically, then close it."""
     import matplotlib.pyplot as plt
 
-    paths = []
-    for fmt in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
-        path = out / f"{stem}.{fmt}"
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buf.getvalue())
-        paths.append(path)
+    paths = [write_figure_atomic(fig, out / f"{stem}.{fmt}", dpi=150, bbox_inches="tight") for fmt in ("png", "pdf")]
     plt.close(fig)
     return paths
 
