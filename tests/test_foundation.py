@@ -256,3 +256,16 @@ def test_load_weights_accepts_checkpoints_state_dicts_and_ddp_prefixes(tmp_path)
         torch.testing.assert_close(dst.fc.weight, src.fc.weight)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights(build_model("cnn", 10, in_channels=1, image_size=8), tmp_path / "w0.pt")
+
+
+def test_stratified_indices_balance_size_and_top_up():
+    from coreaug.data.base import stratified_indices
+
+    y = torch.arange(10).repeat_interleave(30)
+    idx = stratified_indices(y, 50, seed=3)
+    assert idx.numel() == 50 and idx.unique().numel() == 50
+    assert torch.bincount(y[idx], minlength=10).tolist() == [5] * 10
+    assert torch.equal(idx, stratified_indices(y, 50, seed=3))
+    small = torch.tensor([0] * 2 + [1] * 20)
+    got = stratified_indices(small, 10, seed=0)  # class 0 cannot give 5: topped up from class 1
+    assert got.numel() == 10 and torch.bincount(small[got]).tolist() == [2, 8]

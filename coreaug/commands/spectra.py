@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from coreaug.device import resolve_device
+from coreaug.data.base import stratified_indices
 from coreaug.errors import ConfigError
 from coreaug.io import atomic_path, write_json_atomic
 
@@ -66,18 +67,7 @@ def _load_examples(bundle, split: str, n: int, seed: int) -> tuple[torch.Tensor,
         raise ConfigError(f"--num-examples must be in [1, {total}] for {bundle.name} {split}, got {n}")
     raw = ds.with_transform(None)
     targets = torch.as_tensor(ds.targets)
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(total, generator=g)
-    # round-robin over classes in a random order → (nearly) equal classes
-    by_class = [perm[targets[perm] == c] for c in range(int(targets.max()) + 1)]
-    picked: list[int] = []
-    i = 0
-    while len(picked) < n:
-        for idx in by_class:
-            if i < len(idx) and len(picked) < n:
-                picked.append(int(idx[i]))
-        i += 1
-    index = torch.tensor(sorted(picked))
+    index = stratified_indices(targets, n, seed=seed)
     imgs = torch.stack([raw[int(j)][0] for j in index])
     x = imgs.float() / 255.0 if imgs.dtype == torch.uint8 else imgs.float()
     return x, targets[index], index

@@ -135,6 +135,25 @@ class DataBundle:
         )
 
 
+def stratified_indices(targets: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
+    """``n`` sorted example indices drawn class by class: ceil(n / C) at random from each class,
+    then ``n`` of those at random (so classes are as balanced as ``n`` allows); classes too small to
+    give their share are topped up from the remaining examples. Seeded; ``n`` ≤ len(targets)."""
+    targets = torch.as_tensor(targets)
+    gen = torch.Generator().manual_seed(seed)
+    classes = torch.unique(targets)
+    per = -(-n // len(classes))
+    picks = [torch.nonzero(targets == c).flatten()[torch.randperm(int((targets == c).sum()), generator=gen)[:per]]
+             for c in classes]
+    idx = torch.cat(picks)
+    if idx.numel() < n:
+        rest = torch.ones(targets.numel(), dtype=torch.bool)
+        rest[idx] = False
+        others = torch.nonzero(rest).flatten()
+        idx = torch.cat([idx, others[torch.randperm(others.numel(), generator=gen)[: n - idx.numel()]]])
+    return idx[torch.randperm(idx.numel(), generator=gen)[:n]].sort().values
+
+
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (unbiased) std of ``uint8`` ``(N, C, H, W)`` images on the [0, 1] scale.
 

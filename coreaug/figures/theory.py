@@ -25,6 +25,7 @@ from torch import nn
 import spectra
 from coreaug.augment import pixel_augmentation
 from coreaug.data import load_data
+from coreaug.data.base import stratified_indices
 from coreaug.models import build_model
 from coreaug.proxies import proxies_from_outputs
 from coreaug.select import facility_location, max_loss_subset, random_subset
@@ -74,15 +75,6 @@ def _train_mlp(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: t
     return model, acc
 
 
-def _stratified_sample(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    classes = torch.unique(y)
-    per = math.ceil(n / len(classes))
-    picks = [torch.nonzero(y == c).flatten()[torch.randperm(int((y == c).sum()), generator=gen)[:per]] for c in classes]
-    idx = torch.cat(picks)
-    return idx[torch.randperm(idx.numel(), generator=gen)[:n]].sort().values
-
-
 def perturbation_suite(x: torch.Tensor, *, seed: int = 0) -> dict[str, torch.Tensor]:
     """Bounded random perturbations (L2 sphere, three radii) and real augmentations of ``x``."""
     out: dict[str, torch.Tensor] = {}
@@ -101,7 +93,7 @@ def theory_setting(*, n: int = 300, epochs: int = 3, seed: int = 0) -> TheorySet
     x_tr = bundle.train.images.float() / 255.0
     x_te = bundle.test.images.float() / 255.0
     model, acc = _train_mlp(x_tr, bundle.train.targets, x_te, bundle.test.targets, epochs=epochs, seed=seed)
-    idx = _stratified_sample(bundle.train.targets, n, seed)
+    idx = stratified_indices(bundle.train.targets, n, seed=seed)
     x, y = x_tr[idx], bundle.train.targets[idx]
     perturbed = perturbation_suite(x, seed=seed)
     delta_l2 = {k: float((v - x).flatten(1).norm(dim=1).mean()) for k, v in perturbed.items()}
