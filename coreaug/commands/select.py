@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from coreaug.errors import ConfigError
-from coreaug.select import GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, select
+from coreaug.select import GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, resolve_method, select
 
 _FORMATS = (".json", ".csv", ".pt")
 
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     budget: int | float = args.budget if args.budget is not None else args.fraction
     t0 = time.perf_counter()
     kw: dict[str, Any] = {"per_class": args.per_class}
-    method = args.method.lower()
-    if method in ("random",):
+    method = resolve_method(args.method)
+    if method == "random":
         sel = select(method, labels=labels, fraction=budget, seed=args.seed, **kw)
         positions_to_index = torch.arange(n)
         proxy_time = 0.0
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         proxies = compute_proxies(model, train, kind=args.proxy, batch_size=args.batch_size, device=device,
                                   num_workers=args.num_workers, proj_dim=args.proj_dim, seed=args.seed)
         proxy_time = time.perf_counter() - t0
-        if method not in ("maxloss", "max_loss", "max-loss"):
+        if method == "coreset":
             kw.update(greedy=args.greedy, similarity=args.similarity, normalize_weights=args.normalize_weights,
                       device=device)
         sel = select(method, features=proxies.features, labels=proxies.labels, losses=proxies.losses,

@@ -30,6 +30,7 @@ __all__ = [
     "PER_CLASS_MODES",
     "SIMILARITIES",
     "select",
+    "resolve_method",
     "facility_location",
     "facility_location_objective",
     "greedy_facility_location",
@@ -51,6 +52,14 @@ _ALIASES: dict[str, str] = {
     "max-loss": "maxloss",
 }
 SELECTION_METHODS: tuple[str, ...] = ("coreset", "random", "maxloss")
+
+
+def resolve_method(method: str) -> str:
+    """The canonical selector name (``coreset``, ``random`` or ``maxloss``) of ``method`` or an alias."""
+    key = _ALIASES.get(str(method).lower())
+    if key is None:
+        raise ConfigError(f"unknown selection method {method!r}; choose one of: {', '.join(SELECTION_METHODS)}")
+    return key
 
 
 def select(
@@ -76,9 +85,7 @@ def select(
         ConfigError: unknown method name or option.
         SelectionError: missing features/losses, or bad input (see the selectors).
     """
-    key = _ALIASES.get(str(method).lower())
-    if key is None:
-        raise ConfigError(f"unknown selection method {method!r}; choose one of: {', '.join(SELECTION_METHODS)}")
+    key = resolve_method(method)
     if key == "coreset":
         if features is None:
             raise SelectionError("method 'coreset' needs features (gradient proxies)")
