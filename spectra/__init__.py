@@ -10,7 +10,14 @@ imports ``coreaug``.
 * :mod:`spectra.alignment` — coreset alignment error ξ(S, γ), linearised residual dynamics.
 """
 
-from spectra.alignment import ResidualDynamics, alignment_error, alignment_errors, residual_dynamics, residuals
+from spectra.alignment import (
+    ResidualDynamics,
+    alignment_error,
+    alignment_errors,
+    gram_eigh,
+    residual_dynamics,
+    residuals,
+)
 from spectra.errors import SpectraError
 from spectra.jacobian import (
     JacobianOperator,
@@ -73,5 +80,5 @@ __all__ = [
     "BoundCheck", "davis_kahan_check", "principal_angles", "relative_shift", "shift_report_from_gram", "shift_summary", "sin_theta", "stacked_check",
     "wedin_check", "weyl_check",
     # alignment
-    "ResidualDynamics", "alignment_error", "alignment_errors", "residual_dynamics", "residuals",
+    "ResidualDynamics", "alignment_error", "alignment_errors", "gram_eigh", "residual_dynamics", "residuals",
 ]

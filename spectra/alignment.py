@@ -39,6 +39,7 @@ __all__ = [
     "alignment_errors",
     "ResidualDynamics",
     "residual_dynamics",
+    "gram_eigh",
 ]
 
 #: A weighted subset of examples: ``(indices, weights)``; ``weights=None`` means all ones.
@@ -209,6 +210,12 @@ class ResidualDynamics:
     loss: Tensor
 
 
+def gram_eigh(G: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenpairs of the symmetric part of G, eigenvalues descending: (λ (N,), U (N, N))."""
+    lam, U = torch.linalg.eigh(0.5 * (G + G.T))
+    return lam.flip(0), U.flip(1)
+
+
 def residual_dynamics(
     G: Tensor,
     r0: Tensor,
@@ -217,8 +224,12 @@ def residual_dynamics(
     *,
     subset: Subset | None = None,
     scale: str = "sum",
+    eig: tuple[Tensor, Tensor] | None = None,
 ) -> ResidualDynamics:
     """Linearised residual dynamics on full data, or driven by a weighted subset (see module doc).
+
+    ``eig``: the (descending) eigenpairs of G from :func:`gram_eigh`, to reuse one
+    eigendecomposition across several runs on the same G; computed here when omitted.
 
     ``G`` = J Jᵀ (N, N) on the full (augmented) data; ``r0`` (n,) or (n, k) matching its rows;
     ``subset=(indices, weights)`` over examples. ``scale="mean"`` divides the step by n (full)
@@ -242,8 +253,7 @@ def residual_dynamics(
     r, n, k = _flat_residual(N, r0)
     r = r.to(device=G.device, dtype=G.dtype)
     G = 0.5 * (G + G.T)
-    lam, U = torch.linalg.eigh(G)
-    lam, U = lam.flip(0), U.flip(1)
+    lam, U = gram_eigh(G) if eig is None else eig
     if subset is None:
         M = G * (eta / n if scale == "mean" else eta)  # r ← r − η G r
         cols, wrows = None, None

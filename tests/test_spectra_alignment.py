@@ -12,6 +12,7 @@ from spectra import (
     SpectraError,
     alignment_error,
     alignment_errors,
+    gram_eigh,
     jacobian,
     residual_dynamics,
     residuals,
@@ -145,3 +146,16 @@ def test_bad_input_raises():
         residual_dynamics(J, r, 0.1, 3)  # not square
     with pytest.raises(SpectraError):
         residuals(torch.randn(4, 3), torch.tensor([0, 1, 2, 3]))
+
+
+def test_residual_dynamics_reuses_a_given_eigendecomposition():
+    torch.manual_seed(0)
+    J = torch.randn(12, 30, dtype=torch.float64)
+    G, r0 = J @ J.T, torch.randn(12, dtype=torch.float64)
+    eig = gram_eigh(G)
+    assert bool((eig[0][:-1] >= eig[0][1:]).all())  # descending
+    for subset in (None, (torch.tensor([1, 4, 7]), torch.tensor([2.0, 1.0, 3.0], dtype=torch.float64))):
+        a = residual_dynamics(G, r0, 0.01, 20, subset=subset)
+        b = residual_dynamics(G, r0, 0.01, 20, subset=subset, eig=eig)
+        torch.testing.assert_close(a.projections, b.projections, rtol=0, atol=0)
+        torch.testing.assert_close(a.sigma, b.sigma, rtol=0, atol=0)

@@ -311,10 +311,11 @@ def residual_decay(
         G = J @ J.T
         with torch.no_grad():
             r0 = spectra.residuals(sub.model(x_aug).double(), sub.y, kind="mse")
-        eta = 1.0 / float(torch.linalg.eigvalsh(G)[-1] / n)
+        eig = spectra.gram_eigh(G)  # one eigendecomposition serves η and every run below
+        eta = 1.0 / float(eig[0][0] / n)
         summary[augmentation] = {"eta": eta}
         for name, subset in runs.items():
-            dyn = spectra.residual_dynamics(G, r0, eta, steps, subset=subset, scale="mean")
+            dyn = spectra.residual_dynamics(G, r0, eta, steps, subset=subset, scale="mean", eig=eig)
             curves.append(pd.DataFrame({"augmentation": augmentation, "run": name, "step": np.arange(steps + 1),
                                         "loss": (dyn.loss / n).numpy()}))
             p0, pT = dyn.projections[0].abs(), dyn.projections[-1].abs()
