@@ -11,8 +11,9 @@ recomputed from the returned indices in float64 by
 :func:`coreaug.select.facility_location_objective`, independent of any optimiser.
 
 Data: synthetic 10-dim bias proxies ``softmax(z) − onehot(y)`` with ``z ~ 2·N(0, I) + 3·e_y``, 10
-balanced classes, budget 10% per class (proportional); plus the DESIGN.md case: one class of
-10,000 points, 1,000 picks. apricot re-compiles its numba kernels in every ``fit``; the bench
+balanced classes, budget 10% per class (proportional); the same with 100-dim proxies (50k points:
+wider proxies make the build dearer, the greedy does not change); plus the DESIGN.md case: one
+class of 10,000 points, 1,000 picks. apricot re-compiles its numba kernels in every ``fit``; the bench
 memoises them and warms them up before timing (apricot's best case, see _memoise_apricot_jit).
 
 Reference rows: ``build-only`` is the time merely to build the dense per-class similarity matrices
@@ -58,13 +59,13 @@ from _memory import PeakMemory
 NAIVE_MAX_OPS = 2e10  # Σ_c k_c · n_c² above this, our naive greedy is skipped (minutes on 2 cores)
 
 
-def make_proxies(n: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_proxies(n: int, classes: int, seed: int = 0, dim: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % classes
-    z = 2.0 * torch.randn(n, 10, generator=gen)
-    z[torch.arange(n), y % 10] += 3.0
+    z = 2.0 * torch.randn(n, dim, generator=gen)
+    z[torch.arange(n), y % dim] += 3.0
     g = torch.softmax(z, dim=1)
-    g[torch.arange(n), y % 10] -= 1.0
+    g[torch.arange(n), y % dim] -= 1.0
     return g, y
 
 
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10000,20000,50000", help="comma-separated n (10 classes each)")
     ap.add_argument("--single", type=int, default=10000, help="single-class case size (0 to skip)")
+    ap.add_argument("--wide", type=int, default=50000,
+                    help="size of an extra 10-class case with 100-dim proxies (CIFAR-100-like width; 0 to skip)")
     ap.add_argument("--single-picks", type=int, default=1000)
     ap.add_argument("--fraction", type=float, default=0.1)
     ap.add_argument("--classes", type=int, default=10)
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     if args.quick:
-        args.sizes, args.single, args.single_picks = "2000,5000", 3000, 300
+        args.sizes, args.single, args.single_picks, args.wide = "2000,5000", 3000, 300, 5000
 
     refs = {}
     for name, module in (("submodlib", "submodlib"), ("apricot", "apricot")):
@@ -169,20 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     facility_location(*make_proxies(300, 1, seed=98), 5)  # torch warm-up
     facility_location(*make_proxies(300, 1, seed=98), 5, greedy="lazy")
 
-    cases = [(int(s), args.classes, None) for s in args.sizes.split(",") if s.strip()]
+    cases = [(int(s), args.classes, None, 10) for s in args.sizes.split(",") if s.strip()]
+    if args.wide > 0:
+        cases.append((args.wide, args.classes, None, 100))
     if args.single > 0:
-        cases.append((args.single, 1, args.single_picks))
+        cases.append((args.single, 1, args.single_picks, 10))
 
     threads = torch.get_num_threads()
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {threads} threads, "
           f"{os.cpu_count()} cores visible, load {os.getloadavg()[0]:.2f} (shared: timings are noisy)")
     rows: list[dict[str, object]] = []
-    for n, classes, picks in cases:
-        x, y = make_proxies(n, classes, seed=n)
+    for n, classes, picks, dim in cases:
+        x, y = make_proxies(n, classes, seed=n, dim=dim)
         sizes = torch.bincount(y, minlength=classes).tolist()
         budget = picks if picks is not None else max(1, math.floor(args.fraction * n + 1e-9))
         budgets = class_budgets(sizes, budget, "proportional")
-        case = f"{n}x10d/{classes}cls/{sum(budgets)}picks"
+        case = f"{n}x{dim}d/{classes}cls/{sum(budgets)}picks"
         print(f"\n== {case}")
         # method -> (wall s, cpu s, objective, peak MiB, load, note)
         results: dict[str, tuple] = {}

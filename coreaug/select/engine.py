@@ -176,15 +176,17 @@ def greedy_batch(
     base = rows_c * m
     flush_rows = max(256, 4 * C)  # float32 per-class sums are flushed into the float64 gains this often
     delta = torch.zeros((C, m), dtype=S.dtype, device=dev) if C > 1 else None
+    kmin = int(min(budgets))
     for t in range(kmax):
-        active = kvec > t  # (C,)
         p = torch.argmax(g, dim=1)  # first index on ties, like naive greedy
-        order[:, t] = torch.where(active, p, torch.full_like(p, -1))
+        order[:, t] = p  # entries past a class's budget are reset to -1 at the end
         # coverage by the new pick, s_ip, read from row p (s is symmetric up to float rounding; a
         # row is contiguous, a column is m cache/TLB misses)
         col = flat.index_select(0, base + p)
-        changed = (col > cur) & active[:, None]
-        g_f.index_fill_(0, base + p, -math.inf)  # taken (inactive classes are finished: g is unused)
+        changed = col > cur
+        if t >= kmin:  # some classes are finished: freeze them
+            changed &= (kvec > t)[:, None]
+        g_f.index_fill_(0, base + p, -math.inf)  # taken (finished classes' g is unused)
         if rule == "sweep":
             cur = torch.where(changed, col, cur)
             assign.masked_fill_(changed, t)
@@ -198,8 +200,11 @@ def greedy_batch(
                 for a in range(0, m, full_rows):
                     b = min(m, a + full_rows)
                     part = fbuf[:, : b - a]
-                    torch.sub(S[:, a:b, :], cur[:, a:b, None], out=part).clamp_min_(0.0)
-                    torch.minimum(part, width[:, a:b, None], out=part)
+                    if t == 0:  # cur = 0 and s ≥ 0: the contribution is min(s_ij, width_i)
+                        torch.minimum(S[:, a:b, :], width[:, a:b, None], out=part)
+                    else:
+                        torch.sub(S[:, a:b, :], cur[:, a:b, None], out=part).clamp_min_(0.0)
+                        torch.minimum(part, width[:, a:b, None], out=part)
                     g.sub_(part.sum(dim=1))
             elif n_changed:
                 lo = cur_f.index_select(0, src)
@@ -233,6 +238,8 @@ def greedy_batch(
                 torch.sub(S[:, a:b, :], cur[:, a:b, None], out=part)
                 g.add_(part.clamp_min_(0.0).sum(dim=1))
             g.masked_fill_(taken | invalid, -math.inf)
+    if kmin < kmax:
+        order.masked_fill_(torch.arange(kmax, device=dev)[None, :] >= kvec[:, None], -1)
     return order, assign, cur
 
 

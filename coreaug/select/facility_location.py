@@ -263,7 +263,7 @@ def facility_location(
     lazy_batch: int = 16,
     dtype: torch.dtype = torch.float32,
     threads: int | None = 1,
-    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    batch_bytes: int | None = None,
     knn: int | None = None,
 ) -> Selection:
     """Per-class facility-location coreset with cluster-size weights.
@@ -301,8 +301,9 @@ def facility_location(
             :func:`cpu_threads` for why); similarity building and the naive greedy keep torch's
             setting (they are large, threadable ops). ``None``: never touch it.
         batch_bytes: engine only — classes of similar size are stacked while their padded
-            ``(C, m, m)`` similarity tensor fits this many bytes (default 256 MiB; a single class
-            may take up to ``memory_budget``). Larger → fewer, bigger tensor ops per step.
+            ``(C, m, m)`` similarity tensor fits this many bytes (``None``: 256 MiB on CPU; on CUDA
+            a quarter of the free GPU memory, at most 8 GiB; a single class may take up to
+            ``memory_budget``). Larger → fewer, bigger tensor ops per step.
         knn: engine only — if set, replace the similarity by its sparse ``knn``-nearest-neighbour
             version (**approximate**; ``O(n·knn)`` memory, one streamed pass to build; weights and
             ``objective`` still use the exact similarity). See :mod:`coreaug.select.streamed`.
@@ -397,7 +398,7 @@ def _engine_classes(
     similarity: str,
     knn: int | None,
     memory_budget: int,
-    batch_bytes: int,
+    batch_bytes: int | None,
     chunk_bytes: int,
     threads: int | None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, float] | None]:
@@ -409,6 +410,11 @@ def _engine_classes(
     dev = x.device
     if knn is not None and (isinstance(knn, bool) or int(knn) < 1):
         raise SelectionError(f"knn must be a positive number of neighbours, got {knn!r}")
+    if batch_bytes is None:
+        batch_bytes = DEFAULT_BATCH_BYTES
+        if dev.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(dev)
+            batch_bytes = max(DEFAULT_BATCH_BYTES, min(8 << 30, free // 4))
     rule = default_step_rule(dev) if greedy == "auto" else greedy
     if rule not in ("incremental", "sweep"):
         rule = default_step_rule(dev)
