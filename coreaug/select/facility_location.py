@@ -320,11 +320,19 @@ def facility_location(
         SelectionError: NaN/Inf or non-2-D features, length mismatch, bad labels, a fraction
             outside (0, 1], a budget larger than n or than a class, an empty class, unknown options.
 
-    Cost: per class, building similarities ``O(n_c² d)``; lazy greedy ``O(E · n_c)`` for ``E`` row
-    evaluations (measured ≈ 50–100 per pick at k/n = 10%, ≈ 500 at k/n = 1%); naive
-    ``O(k_c n_c²)``; weights ``O(k_c · n_c)``. Peak memory ``4 n_c²`` bytes when dense (e.g. CIFAR-10
-    at 10%: 5,000 points per class → 100 MB, 10 classes × 500 picks ≈ 8 s CPU on a loaded 2-core
-    machine, see ``benchmarks/results/select.csv``).
+    Cost: per class, building similarities ``O(n_c² d)``; the default engine's incremental greedy
+    ``O(Σ_t |D_t| · n_c)`` with ``Σ_t |D_t| ≈ 4–5 n_c`` (sweep: ``O(k_c n_c²)``, on the GPU); lazy
+    greedy ``O(E · n_c)`` for ``E`` row evaluations (measured ≈ 50–100 per pick at k/n = 10%, ≈ 500
+    at k/n = 1%); naive ``O(k_c n_c²)``. Peak memory: the dense batch (``batch_bytes``, or
+    ``4 n_c²`` bytes for one large class); a class over ``memory_budget`` streams with ``O(n_c)``
+    memory and ``≈ 5`` passes of ``O(n_c² d)``. Measured: ``benchmarks/results/select.md`` and
+    ``select_large.md``.
+
+    Device: the computation runs on ``device`` (default: where ``features`` are, so CUDA proxies
+    stay on CUDA); the default engine then never syncs with the host inside a greedy step on CUDA
+    (``"sweep"``; the streamed and kNN paths sync once per pick). The returned
+    :class:`Selection` always holds CPU tensors. ``select("coreset", ..., device=torch.device("cuda"))``
+    forwards ``device`` here.
     """
     x = as_features(features)
     y = as_labels(labels, n=x.shape[0], num_classes=num_classes)

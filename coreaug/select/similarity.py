@@ -22,7 +22,9 @@ when k ≪ n (≈ 500 evaluations per pick for 20,000 points / 200 picks), so th
 ~3x slower than dense: one class of 20,000 10-dim points, 200 lazy picks, 1 thread on a loaded
 2-core CPU: dense 6.6 s, chunked 18.6 s; 50,000 points / 500 picks chunked: 131 s, peak RSS
 0.67 GB. (An LRU cache of rows within the budget was tried and did not help: the re-evaluated
-candidates cover almost all rows.)
+candidates cover almost all rows.) Those numbers are for ``greedy="lazy"``; the default engine
+(:mod:`coreaug.select.engine`, :mod:`coreaug.select.streamed`) builds stacked per-class matrices
+and streams large classes in cache-sized tiles with incremental gains instead.
 """
 
 from __future__ import annotations
