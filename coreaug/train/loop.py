@@ -39,7 +39,7 @@ from coreaug.train.config import TrainConfig, validate
 from coreaug.train.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
-from coreaug.train.epoch_data import EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
+from coreaug.train.epoch_data import WEAK, EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
 
 METRIC_FIELDS: tuple[str, ...] = (
@@ -190,6 +190,20 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
     }
 
 
+def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
+    """A :class:`~coreaug.select.ForgettingTracker` when the selector needs the training history
+    (restored from the checkpoint on resume), else ``None``. Under DDP each rank records its own
+    batches; the selection on rank 0 reads rank 0's."""
+    from coreaug.select import ForgettingTracker, get_selector
+
+    if not cfg.uses_subset or "history" not in get_selector(cfg.selector).needs:
+        return None
+    tracker = ForgettingTracker(n)
+    if checkpoint is not None and checkpoint.get("forgetting") is not None:
+        tracker.load_state_dict(checkpoint["forgetting"])
+    return tracker
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -263,6 +277,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         rows = list(checkpoint["metrics"])
         state = SubsetState.from_dict(checkpoint["subset"]) if checkpoint["subset"] is not None else None
         start_epoch = int(checkpoint["epoch"])
+    tracker = _forgetting_tracker(cfg, n, checkpoint)  # None unless the selector reads the training history
     model: nn.Module = raw_model
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -288,7 +303,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             with Timer(device) as t:
                 if main:
                     with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
-                        state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device)
+                        state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device,
+                                              history=tracker)
                         sbar.update(1)
                 payload = broadcast_object(state.to_dict() if main else None, ctx)
                 state = SubsetState.from_dict(payload)
@@ -314,7 +330,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         correct = torch.zeros((), dtype=torch.long, device=device)
         count, steps = 0, 0
         with Timer(device) as t:
-            for x, y, w, _, _ in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
+            for x, y, w, idx, view in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
                                       dynamic_ncols=True):
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
@@ -328,6 +344,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 scaler.update()
                 loss_sum += loss.detach().double() * y.numel()
                 correct += (logits.detach().argmax(1) == y).sum()
+                if tracker is not None:  # forgetting events: outcomes of the main (weak-view) copies
+                    hit = (logits.detach().argmax(1) == y).cpu()
+                    tracker.update(idx[view == WEAK], hit[view == WEAK])
                 count += int(y.numel())
                 steps += 1
             scheduler.step()
@@ -357,6 +376,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                 "subset": state.to_dict() if state is not None else None, "metrics": rows,
+                "forgetting": tracker.state_dict() if tracker is not None else None,
             })
             epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{test_acc:.3f}")
             if show:

@@ -51,30 +51,45 @@ def select_subset(
     *,
     epoch: int,
     device: torch.device,
+    history=None,
 ) -> SubsetState:
-    """Run the proxy pass (skipped for the ``random`` selector) and the selector for ``epoch``."""
-    from coreaug.select import select
+    """Run the proxy pass and the selector for ``epoch``.
 
+    The registered selector (:mod:`coreaug.select.registry`) says what it needs: the pass computes
+    exactly that union (skipped for ``random`` and for history-only selectors such as ``forgetting``,
+    which reads ``history``, a :class:`~coreaug.select.ForgettingTracker` indexed by dataset index).
+    Weighted selectors' weights are normalised to mean 1 (the coreset's γ convention); the others
+    weigh 1.
+    """
+    from coreaug.select import get_selector, select
+
+    spec = get_selector(cfg.selector)
     n = len(eval_train_view)
     seed = derive_seed(cfg.seed, epoch, 1)
     labels = torch.as_tensor(eval_train_view.targets, dtype=torch.long)
     kw = {"per_class": cfg.per_class}
-    if cfg.selector == "random":
-        # Random selection needs no forward pass.
-        sel = select("random", labels=labels, fraction=cfg.fraction, seed=seed % 2**31, **kw)
+    if not (spec.needs - {"history"}):
+        # Random / history-based selection needs no forward pass; positions are training-set indices.
+        sel = select(spec.name, labels=labels, fraction=cfg.fraction, seed=seed % 2**31, history=history, **kw)
         indices = sel.indices.cpu().long()
     else:
         from coreaug.proxies import compute_proxies
 
         proxies = compute_proxies(model, eval_train_view, kind=cfg.proxy, batch_size=cfg.eval_batch_size,
-                                  device=device, num_workers=cfg.num_workers)
-        if cfg.selector == "coreset":
+                                  device=device, num_workers=cfg.num_workers, needs=spec.needs)
+        if spec.name == "coreset":
             kw["normalize_weights"] = True  # γ normalised to mean 1 over the coreset (PAPER.md §3.5)
-        sel = select(cfg.selector, features=proxies.features, labels=proxies.labels,
-                     losses=proxies.losses, fraction=cfg.fraction, seed=seed % 2**31, **kw)
+        sel = select(spec.name, features=proxies.features, labels=proxies.labels, losses=proxies.losses,
+                     probs=proxies.probs, embeddings=proxies.embeddings, grad_norms=proxies.grad_norms,
+                     history=history, fraction=cfg.fraction, seed=seed % 2**31, **kw)
         # map positions in the proxy arrays back to training-set indices
         indices = torch.as_tensor(proxies.indices, dtype=torch.long).cpu()[sel.indices.cpu().long()]
-    weights = sel.weights.cpu().float() if cfg.selector == "coreset" else torch.ones(indices.numel())
+    if spec.weighted:
+        weights = sel.weights.cpu().float()
+        if spec.name != "coreset":  # the coreset's γ is normalised by the selector itself
+            weights = weights * (weights.numel() / weights.sum())  # mean 1
+    else:
+        weights = torch.ones(indices.numel())
     random_main = None
     if cfg.method == "random+aug-subset":
         g = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 2) % 2**63)
