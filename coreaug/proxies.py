@@ -33,9 +33,13 @@ from coreaug.device import resolve_device
 from coreaug.errors import InputError
 from coreaug.models import last_linear
 
-__all__ = ["Proxies", "PROXY_KINDS", "compute_proxies", "proxies_from_outputs"]
+__all__ = ["Proxies", "PROXY_KINDS", "PASS_NEEDS", "compute_proxies", "proxies_from_outputs", "extras_from_outputs"]
 
 PROXY_KINDS: tuple[str, ...] = ("bias", "weight")
+#: Selector needs (coreaug.select.registry.NEEDS) this pass can provide; ``probs``, ``embedding`` and
+#: ``grad_norm`` are computed only when asked for (``needs=``), the rest always. ``history`` comes
+#: from the training loop, not from here, and is ignored.
+PASS_NEEDS: tuple[str, ...] = ("probs", "losses", "grad_proxy", "embedding", "grad_norm")
 
 
 @dataclass
@@ -47,12 +51,19 @@ class Proxies:
         labels: ``(n,)`` int64 labels as returned by the dataset.
         losses: ``(n,)`` float32 per-example cross-entropy of the un-augmented examples.
         indices: ``(n,)`` int64 dataset indices (the third item of each ``(x, y, index)``).
+        probs: ``(n, C)`` float32 softmax probabilities (only with ``needs`` ∋ ``"probs"``).
+        embeddings: ``(n, d)`` float32 penultimate embeddings ``h`` (``needs`` ∋ ``"embedding"``).
+        grad_norms: ``(n,)`` float32 norm of the last layer's CE gradient w.r.t. weight and bias,
+            ``‖p − e_y‖·√(‖h‖² + 1)`` (closed form; ``needs`` ∋ ``"grad_norm"``).
     """
 
     features: torch.Tensor
     labels: torch.Tensor
     losses: torch.Tensor
     indices: torch.Tensor
+    probs: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    grad_norms: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -94,6 +105,30 @@ def proxies_from_outputs(
     return (r[:, :, None] * h[:, None, :]).flatten(1), losses  # class-major (p − e_y) ⊗ h
 
 
+def extras_from_outputs(
+    logits: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None, needs: frozenset[str] | set[str]
+) -> dict[str, torch.Tensor]:
+    """The optional per-example outputs named in ``needs`` from one batch: ``probs`` (softmax),
+    ``embeddings`` (``h`` flattened) and ``grad_norms`` (``‖p − e_y‖·√(‖h‖² + 1)``, the exact norm of
+    the CE gradient w.r.t. the final linear layer's weight and bias). Float32, on the logits' device."""
+    out: dict[str, torch.Tensor] = {}
+    if not needs & {"probs", "embedding", "grad_norm"}:
+        return out
+    if needs & {"embedding", "grad_norm"} and embedding is None:
+        raise InputError("the penultimate embedding was not captured (no input reached the last linear layer)")
+    p = torch.softmax(logits.float(), dim=1)
+    if "probs" in needs:
+        out["probs"] = p
+    h = embedding.float().flatten(1) if embedding is not None else None
+    if "embedding" in needs:
+        out["embeddings"] = h
+    if "grad_norm" in needs:
+        r = p.clone()
+        r[torch.arange(r.shape[0], device=r.device), labels] -= 1.0
+        out["grad_norms"] = r.norm(dim=1) * torch.sqrt((h * h).sum(dim=1) + 1.0)
+    return out
+
+
 def compute_proxies(
     model: nn.Module,
     dataset: Dataset,
@@ -104,6 +139,7 @@ def compute_proxies(
     num_workers: int = 0,
     proj_dim: int | None = None,
     seed: int = 0,
+    needs: Any = None,
 ) -> Proxies:
     """One ``model.eval()``, ``torch.no_grad()`` pass over ``dataset`` (items ``(x, y, index)``).
 
@@ -116,6 +152,9 @@ def compute_proxies(
             must already be on it; batches are moved there.
         proj_dim: for ``kind="weight"`` only, store a seeded ``proj_dim``-dim sketch instead.
         seed: seeds the sketch matrices.
+        needs: selector needs (e.g. ``coreaug.select.get_selector(name).needs``): ``"probs"``,
+            ``"embedding"`` and ``"grad_norm"`` also fill :attr:`Proxies.probs` / ``embeddings`` /
+            ``grad_norms`` in the same pass; features and losses are always computed.
 
     Every module's train/eval flag is restored afterwards, even on error.
 
@@ -127,6 +166,9 @@ def compute_proxies(
         raise InputError(f"unknown proxy kind {kind!r}; choose one of: {', '.join(PROXY_KINDS)}")
     if proj_dim is not None and (kind != "weight" or int(proj_dim) < 1):
         raise InputError("proj_dim (a positive int) applies only to kind='weight'")
+    needs = frozenset(needs or ()) - {"history"}
+    if needs - set(PASS_NEEDS):
+        raise InputError(f"unknown proxy-pass need(s) {sorted(needs - set(PASS_NEEDS))}; choose from: {', '.join(PASS_NEEDS)}")
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise InputError("dataset is empty; nothing to compute proxies for")
     net = getattr(model, "module", model)  # unwrap DDP: no collective ops in this local pass
@@ -148,6 +190,7 @@ def compute_proxies(
     modes = {m: m.training for m in net.modules()}
     handle = fc.register_forward_hook(hook)
     feats, labels, losses, indices = [], [], [], []
+    extras: dict[str, list[torch.Tensor]] = {}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=dev.type == "cuda")
     try:
@@ -171,6 +214,8 @@ def compute_proxies(
                 labels.append(y.cpu())
                 losses.append(loss.cpu())
                 indices.append(torch.as_tensor(idx, dtype=torch.long).cpu())
+                for key, val in extras_from_outputs(z, y, captured.get("h"), needs).items():
+                    extras.setdefault(key, []).append(val.cpu())
     finally:
         handle.remove()
         for m, was_training in modes.items():
@@ -180,4 +225,5 @@ def compute_proxies(
         labels=torch.cat(labels),
         losses=torch.cat(losses).float(),
         indices=torch.cat(indices),
+        **{key: torch.cat(vals).float().contiguous() for key, vals in extras.items()},
     )

@@ -73,3 +73,71 @@ def test_forgetting_run_records_history_and_resumes_exactly(tmp_path):
     assert torch.equal(ck2["subset"]["indices"], ck["subset"]["indices"])
     for key in ("prev", "forgets", "learned", "seen"):
         assert torch.equal(ck2["forgetting"][key], hist[key]), key
+
+
+# ------------------------------------------------------------------ one proxy pass for the union of needs
+def test_proxy_pass_fills_exactly_the_needed_outputs_against_autograd():
+    from coreaug.data import ArrayDataset
+    from coreaug.errors import InputError
+    from coreaug.models import build_model, last_linear
+    from coreaug.proxies import compute_proxies
+    from coreaug.select import needs_of
+
+    gen = torch.Generator().manual_seed(0)
+    ds = ArrayDataset(torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                      torch.randint(0, 5, (20,), generator=gen), transform=lambda im: im.float() / 255.0)
+    torch.manual_seed(0)
+    model = build_model("mlp", 5, in_channels=1, image_size=8)
+    plain = compute_proxies(model, ds, batch_size=7)
+    assert plain.probs is None and plain.embeddings is None and plain.grad_norms is None
+    p = compute_proxies(model, ds, batch_size=7, needs=needs_of("entropy", "kcenter", "grand", "forgetting"))
+    assert torch.equal(p.features, plain.features) and torch.equal(p.losses, plain.losses)
+    fc = last_linear(model)
+    seen = {}
+    handle = fc.register_forward_hook(lambda m, i, o: seen.update(h=i[0].detach()))
+    model.eval()
+    for i in range(20):
+        x, y, _ = ds[i]
+        z = model(x[None])
+        assert torch.allclose(p.probs[i], z.softmax(1)[0].detach(), atol=1e-6)
+        assert torch.allclose(p.embeddings[i], seen["h"][0], atol=1e-6)
+        w, b = torch.autograd.grad(torch.nn.functional.cross_entropy(z, torch.tensor([y])), [fc.weight, fc.bias])
+        assert float(p.grad_norms[i]) == pytest.approx(float(torch.cat([w.flatten(), b]).norm()), rel=1e-5)
+    handle.remove()
+    with pytest.raises(InputError, match="unknown proxy-pass need"):
+        compute_proxies(model, ds, needs={"bogus"})
+
+
+@pytest.mark.parametrize("selector", ["entropy", "grand", "kcenter", "herding", "graph_cut", "gradmatch", "craig_pb"])
+def test_select_subset_dispatches_with_needs_and_weights(selector):
+    from coreaug.models import build_model
+    from coreaug.train.loop import prepare_data
+    from coreaug.train.subsets import select_subset
+
+    cfg = validate(tiny(selector=selector, per_class="equal"))
+    bundle, views = prepare_data(cfg)
+    torch.manual_seed(0)
+    model = build_model("mlp", 10, in_channels=1, image_size=8)
+    state = select_subset(cfg, model, views["eval_train"], epoch=0, device=torch.device("cpu"))
+    again = select_subset(cfg, model, views["eval_train"], epoch=0, device=torch.device("cpu"))
+    assert torch.equal(state.indices, again.indices) and torch.equal(state.weights, again.weights)
+    idx = state.indices
+    assert torch.equal(idx, idx.unique()) and int(idx.max()) < 1437
+    if REGISTRY[selector].weighted:
+        assert state.weights.mean().item() == pytest.approx(1.0, rel=1e-5) and bool((state.weights >= 0).all())
+    else:
+        assert torch.all(state.weights == 1)
+    if selector != "craig_pb":
+        assert idx.numel() == 143
+        targets = torch.as_tensor(views["eval_train"].targets)
+        assert torch.bincount(targets[idx], minlength=10).tolist() == [15, 15, 15, 14, 14, 14, 14, 14, 14, 14]
+
+
+@pytest.mark.parametrize("method", ["entropy", "gradmatch"])
+def test_select_cli_needs_based_selectors(tmp_path, method):
+    out = tmp_path / "s.json"
+    assert main(["select", "--method", method, "--model", "mlp", "--fraction", "0.1", "--normalize-weights",
+                 "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["method"] == method and d["size"] == 143 and d["indices"] == sorted(set(d["indices"]))
+    assert sum(d["weights"]) == pytest.approx(143, rel=1e-5)

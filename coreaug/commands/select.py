@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in _FORMATS:
         raise ConfigError(f"--out must end in one of {', '.join(_FORMATS)}, got {out.name!r}")
+    method = resolve_method(args.method)
+    spec = get_selector(method)
+    if "history" in spec.needs:
+        raise ConfigError(f"selector {method!r} reads the training history; use `coreaug train --selector {method}`")
     device = resolve_device(args.device)
     bundle = load_data(args.dataset, args.data_root, image_size=args.image_size, resize=args.resize)
     size = args.image_size or bundle.image_size
@@ -95,10 +99,6 @@ def run(args: argparse.Namespace) -> int:
     budget: int | float = args.budget if args.budget is not None else args.fraction
     t0 = time.perf_counter()
     kw: dict[str, Any] = {"per_class": args.per_class}
-    method = resolve_method(args.method)
-    spec = get_selector(method)
-    if "history" in spec.needs:
-        raise ConfigError(f"selector {method!r} reads the training history; use `coreaug train --selector {method}`")
     if not spec.needs:
         sel = select(method, labels=labels, fraction=budget, seed=args.seed, **kw)
         positions_to_index = torch.arange(n)
