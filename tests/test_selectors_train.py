@@ -141,3 +141,27 @@ def test_select_cli_needs_based_selectors(tmp_path, method):
     d = json.loads(out.read_text())
     assert d["method"] == method and d["size"] == 143 and d["indices"] == sorted(set(d["indices"]))
     assert sum(d["weights"]) == pytest.approx(143, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_forgetting_history_gathered_from_both_ddp_ranks(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "coreaug", "train", "--preset",
+           "digits-quick", "--model", "mlp", "--epochs", "2", "--method", "random+aug-subset", "--selector",
+           "forgetting", "--fraction", "0.1", "--strong-aug", "gaussian-noise", "--batch-size", "64", "--device",
+           "cpu", "--threads", "1", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hist = load_checkpoint(out / "checkpoint.pt")["forgetting"]
+    # random main subset of 150 per epoch, seen on two ranks and gathered (DistributedSampler pads evenly)
+    assert 300 <= int(hist["seen"].sum()) <= 302

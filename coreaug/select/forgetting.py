@@ -10,7 +10,8 @@ classified correctly) are ranked as if forgotten infinitely often. "Unforgettabl
 :class:`ForgettingTracker` holds that history for the ``n`` training examples; the training loop
 (:mod:`coreaug.train.loop`) updates it with the predictions of every training batch on the main
 (weak-view) copies — appended strong-augmented copies are a different input and are not recorded.
-Under DDP each rank records the batches it trains on; the selection (rank 0) sees rank 0's share.
+The loop adds each epoch's outcomes at the end of the epoch (under DDP gathered from every rank, in
+rank order), so there is no per-batch host synchronisation.
 
 :func:`forgetting_subset` keeps the ``k_c`` examples of each class with the most forgetting events,
 never-learned first. **Examples without any recorded presentation** (all of them at epoch 0, and in

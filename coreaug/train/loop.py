@@ -192,8 +192,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
 
 def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
     """A :class:`~coreaug.select.ForgettingTracker` when the selector needs the training history
-    (restored from the checkpoint on resume), else ``None``. Under DDP each rank records its own
-    batches; the selection on rank 0 reads rank 0's."""
+    (restored from the checkpoint on resume), else ``None``."""
     from coreaug.select import ForgettingTracker, get_selector
 
     if not cfg.uses_subset or "history" not in get_selector(cfg.selector).needs:
@@ -202,6 +201,16 @@ def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | N
     if checkpoint is not None and checkpoint.get("forgetting") is not None:
         tracker.load_state_dict(checkpoint["forgetting"])
     return tracker
+
+
+def _record_forgetting(tracker, seen_idx: list[torch.Tensor], seen_hit: list[torch.Tensor], ctx: DistContext) -> None:
+    """Add one epoch's outcomes, in presentation order, to the history (under DDP: every rank's, in
+    rank order, so each rank holds the same history)."""
+    idx = torch.cat(seen_idx) if seen_idx else torch.empty(0, dtype=torch.long)
+    hit = torch.cat(seen_hit).cpu() if seen_hit else torch.empty(0, dtype=torch.bool)
+    parts = all_gather_object((idx, hit), ctx) if ctx.enabled else [(idx, hit)]
+    for part_idx, part_hit in parts:
+        tracker.update(part_idx, part_hit)
 
 
 def train(
@@ -329,6 +338,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         count, steps = 0, 0
+        seen_idx: list[torch.Tensor] = []
+        seen_hit: list[torch.Tensor] = []
         with Timer(device) as t:
             for x, y, w, idx, view in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
                                       dynamic_ncols=True):
@@ -345,12 +356,15 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 loss_sum += loss.detach().double() * y.numel()
                 correct += (logits.detach().argmax(1) == y).sum()
                 if tracker is not None:  # forgetting events: outcomes of the main (weak-view) copies
-                    hit = (logits.detach().argmax(1) == y).cpu()
-                    tracker.update(idx[view == WEAK], hit[view == WEAK])
+                    main_view = view == WEAK
+                    seen_idx.append(idx[main_view])
+                    seen_hit.append((logits.detach().argmax(1) == y)[main_view.to(device)])  # no host sync here
                 count += int(y.numel())
                 steps += 1
             scheduler.step()
         train_time = t.elapsed
+        if tracker is not None:
+            _record_forgetting(tracker, seen_idx, seen_hit, ctx)
         loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
         with Timer(device) as t:
             test_loss, test_acc, test_bal_acc = (
