@@ -229,6 +229,13 @@ def test_graph_cut_matches_naive_set_function_greedy(similarity, lam):
     assert sel.info["objective"] == pytest.approx(f(chosen), rel=1e-9)
 
 
+def test_graph_cut_chunked_kernel_equals_dense():
+    d = _data(150, 3, 4)
+    a = graph_cut_subset(d["features"], d["labels"], 0.2, memory_budget=0, chunk_bytes=512)
+    b = graph_cut_subset(d["features"], d["labels"], 0.2)
+    assert a == b
+
+
 # ------------------------------------------------------------------ GradMatch
 @pytest.mark.parametrize("lam", [0.0, 0.5, 3.0])
 @pytest.mark.parametrize("shape", [(6, 4), (4, 9)])
