@@ -165,3 +165,71 @@ def test_forgetting_history_gathered_from_both_ddp_ranks(tmp_path):
     hist = load_checkpoint(out / "checkpoint.pt")["forgetting"]
     # random main subset of 150 per epoch, seen on two ranks and gathered (DistributedSampler pads evenly)
     assert 300 <= int(hist["seen"].sum()) <= 302
+
+
+# ------------------------------------------------------------------ DDP: sharded pass gathers every need
+def _ddp_setup():
+    from coreaug.data.base import TensorDataset
+    from coreaug.models import build_model
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.full((k,), c) for c, k in enumerate([60, 45, 31])])  # 136 points: uneven shards
+    y = y[torch.randperm(y.numel(), generator=gen)]
+    x = torch.randn(y.numel(), 1, 8, 8, generator=gen) + 0.3 * y[:, None, None, None].float()
+    torch.manual_seed(0)
+    return TensorDataset(x, y), build_model("mlp", 3, in_channels=1, image_size=8)
+
+
+def _ddp_configs():
+    from coreaug.train.config import TrainConfig
+
+    base = {"model": "mlp", "device": "cpu", "fraction": 0.1, "eval_batch_size": 16}
+    return {
+        "kcenter": TrainConfig(**base, selector="kcenter"),
+        "grand-pool": TrainConfig(**base, selector="grand", proxy_pool=0.5),
+        "entropy": TrainConfig(**base, selector="entropy", per_class="none"),
+        "gradmatch-pool": TrainConfig(**base, selector="gradmatch", proxy_pool=0.5, per_class="proportional"),
+        "craig_pb": TrainConfig(**base, selector="craig_pb"),
+    }
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from coreaug.train.distributed import DistContext
+    from coreaug.train.subsets import select_subset
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        ctx = DistContext(True, rank, world, rank, torch.device("cpu"))
+        ds, model = _ddp_setup()
+        res = {k: select_subset(c, model, ds, epoch=1, device=torch.device("cpu"), ctx=ctx).to_dict()
+               for k, c in _ddp_configs().items()}
+        torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_needs_gathered_across_two_gloo_ranks_equal_single_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from coreaug.train.subsets import select_subset
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    ds, model = _ddp_setup()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for name, cfg in _ddp_configs().items():
+        ref = select_subset(cfg, model, ds, epoch=1, device=torch.device("cpu")).to_dict()
+        if cfg.selector == "gradmatch":
+            assert ref["weights"].mean().item() == pytest.approx(1.0, rel=1e-5)
+        for res in ranks:
+            assert torch.equal(res[name]["indices"], ref["indices"]), name
+            assert torch.equal(res[name]["weights"], ref["weights"]), name
