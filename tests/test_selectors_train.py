@@ -232,4 +232,5 @@ def test_needs_gathered_across_two_gloo_ranks_equal_single_process(tmp_path):
             assert ref["weights"].mean().item() == pytest.approx(1.0, rel=1e-5)
         for res in ranks:
             assert torch.equal(res[name]["indices"], ref["indices"]), name
-            assert torch.equal(res[name]["weights"], ref["weights"]), name
+            # OMP weights are real numbers: a shard's forward may differ from the full pass in the last ulp
+            assert torch.allclose(res[name]["weights"], ref["weights"], rtol=1e-5), name
