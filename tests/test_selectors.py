@@ -358,3 +358,16 @@ def test_probs_that_are_logits_and_bad_history():
         select("forgetting", labels=y, fraction=0.5, history=[1, 2])
     with pytest.raises(SelectionError, match="lengths must match"):
         select("forgetting", labels=y, fraction=0.5, history=ForgettingTracker(5))
+
+
+# ------------------------------------------------------------------ CUDA (skipped without a GPU)
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["kcenter", "herding", "graph_cut", "gradmatch", "craig_pb", "entropy", "grand"])
+def test_cuda_inputs_give_the_cpu_selection(method):
+    d = _data(300, 3, 8)
+    moved = {k: (v.cuda().double() if isinstance(v, torch.Tensor) else v) for k, v in _inputs(d).items()}
+    ref = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in _inputs(d).items()}
+    cpu = select(method, labels=d["labels"], fraction=0.1, seed=1, **ref)
+    gpu = select(method, labels=d["labels"], fraction=0.1, seed=1, **moved)
+    assert torch.equal(gpu.indices.cpu(), cpu.indices)
+    assert torch.allclose(gpu.weights.cpu(), cpu.weights, rtol=1e-6)
