@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name + "/opt"] = to
             print(f"  {name:<16} {t:8.2f} s  (cpu {cpu:7.2f} s)   F = {obj:.4f}   peak {mem:7.1f} MiB   "
                   f"(kernel {tk:.2f} s + optimiser {to:.2f} s)")
-        t_build = results["build-only"][0]
-        t_after = results["after: auto"][0]
+        t_build, c_build = results["build-only"][0], results["build-only"][1]
+        t_after, c_after = results["after: auto"][0], results["after: auto"][1]
         f_before = results["before: lazy"][2]
         for method, val in results.items():
             if method.endswith("/opt"):
@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 "objective": "" if f is None else f"{f:.6f}",
                 "x_build": "" if t is None else f"{t / t_build:.3f}",
                 "x_after": "" if t is None else f"{t / t_after:.3f}",
+                "cpu_x_build": "" if cpu is None else f"{cpu / c_build:.3f}",
+                "cpu_x_after": "" if cpu is None else f"{cpu / c_after:.3f}",
                 "opt_x_after": "" if opt is None else f"{opt / max(1e-9, t_after - t_build):.2f}",
                 "F_over_F_before": "" if f is None else f"{f / f_before:.6f}",
                 "peak_mem_mib": "" if mem is None else f"{mem:.1f}",
@@ -256,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                 "note": note,
             })
 
-    header = ["case", "method", "time_s", "cpu_s", "x_build", "x_after", "opt_x_after", "F_over_F_before",
-              "peak_mem_mib", "load1"]
-    titles = ["case", "method", "wall [s]", "cpu [s]", "x build", "x after", "opt x after", "F/F_before",
-              "peak MiB", "load"]
-    widths = [27, 14, 9, 9, 8, 8, 11, 11, 9, 6]
+    header = ["case", "method", "time_s", "cpu_s", "x_build", "x_after", "cpu_x_build", "cpu_x_after",
+              "opt_x_after", "F_over_F_before", "peak_mem_mib", "load1"]
+    titles = ["case", "method", "wall [s]", "cpu [s]", "x build", "x after", "cpu x build", "cpu x after",
+              "opt x after", "F/F_before", "peak MiB", "load"]
+    widths = [28, 14, 9, 9, 8, 8, 11, 11, 11, 11, 9, 6]
     print("\n" + " ".join(h.ljust(w) for h, w in zip(titles, widths)))
     for r in rows:
         vals = [str(r[h]) if r[h] != "" else "-" for h in header]
@@ -272,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.out, buf.getvalue())
     md = [f"Facility location on this CPU ({threads} thread(s), load {os.getloadavg()[0]:.2f} at the end; "
           "`python benchmarks/bench_select.py`). before = previous default (per-class lazy greedy), "
-          "after = batched exact engine (new default). x build = time / build-only; x after = time / after; "
-          "opt x after = reference optimiser time / (after − build-only).", "",
+          "after = batched exact engine (new default). x build = wall time / build-only; x after = wall time / after; "
+          "cpu x … = the same with process CPU seconds (steadier on a shared machine); "
+          "opt x after = reference optimiser wall time / (after − build-only).", "",
           "| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     for r in rows:
         md.append("| " + " | ".join(str(r[h]) if r[h] != "" else "-" for h in header) + " |")

@@ -154,7 +154,7 @@ def greedy_batch(
     g = batch.gains0.clone().masked_fill_(~valid, -math.inf)
     cur = torch.zeros((C, m), dtype=S.dtype, device=dev)
     assign = torch.zeros((C, m), dtype=torch.long, device=dev)
-    order = torch.full((C, kmax), -1, dtype=torch.long, device=dev)
+    picks: list[torch.Tensor] = []
     rows_c = torch.arange(C, device=dev)
     itemsize = S.element_size()
     flat = S.view(C * m, m)
@@ -179,14 +179,15 @@ def greedy_batch(
     kmin = int(min(budgets))
     for t in range(kmax):
         p = torch.argmax(g, dim=1)  # first index on ties, like naive greedy
-        order[:, t] = p  # entries past a class's budget are reset to -1 at the end
+        picks.append(p)  # entries past a class's budget are reset to -1 at the end
         # coverage by the new pick, s_ip, read from row p (s is symmetric up to float rounding; a
         # row is contiguous, a column is m cache/TLB misses)
-        col = flat.index_select(0, base + p)
+        rowp = base + p
+        col = flat.index_select(0, rowp)
         changed = col > cur
         if t >= kmin:  # some classes are finished: freeze them
             changed &= (kvec > t)[:, None]
-        g_f.index_fill_(0, base + p, -math.inf)  # taken (finished classes' g is unused)
+        g_f.index_fill_(0, rowp, -math.inf)  # taken (finished classes' g is unused)
         if rule == "sweep":
             cur = torch.where(changed, col, cur)
             assign.masked_fill_(changed, t)
@@ -208,8 +209,9 @@ def greedy_batch(
                     g.sub_(part.sum(dim=1))
             elif n_changed:
                 lo = cur_f.index_select(0, src)
-                width = col.view(-1).index_select(0, src).sub_(lo)
-                cls = torch.div(src, m, rounding_mode="floor")
+                hi = col.view(-1).index_select(0, src)
+                width = hi - lo
+                cls = torch.div(src, m, rounding_mode="floor") if C > 1 else src
                 pending = 0
                 for a in range(0, n_changed, blk_rows):
                     b = min(n_changed, a + blk_rows)
@@ -225,8 +227,11 @@ def greedy_batch(
                         g.sub_(delta)
                         delta.zero_()
                         pending = 0
-            if n_changed:
-                cur_f.index_copy_(0, src, col.view(-1).index_select(0, src))
+            if 2 * n_changed > n_valid:
+                cur.copy_(torch.where(changed, col, cur))
+                assign.masked_fill_(changed, t)
+            elif n_changed:
+                cur_f.index_copy_(0, src, hi)
                 assign_f.index_fill_(0, src, t)
         if rule == "sweep" and t + 1 < kmax:
             # recompute every gain from the coverage: Δ(j) = Σ_i relu(s_ij − cur_i)
@@ -238,6 +243,7 @@ def greedy_batch(
                 torch.sub(S[:, a:b, :], cur[:, a:b, None], out=part)
                 g.add_(part.clamp_min_(0.0).sum(dim=1))
             g.masked_fill_(taken | invalid, -math.inf)
+    order = torch.stack(picks, dim=1)
     if kmin < kmax:
         order.masked_fill_(torch.arange(kmax, device=dev)[None, :] >= kvec[:, None], -1)
     return order, assign, cur
