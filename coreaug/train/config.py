@@ -41,7 +41,10 @@ OPTIMIZERS: tuple[str, ...] = ("sgd",)
 
 # Fields that do not change what is computed; they are left out of the config hash so a run can be
 # resumed on another device or with another number of loader workers.
-_HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size", "notes", "data_root"})
+_HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size", "notes", "data_root",
+                            "allow_nonfinite"})
+#: Largest accepted ``threads`` (torch crashes on absurd counts such as 100000).
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -91,6 +94,9 @@ class TrainConfig:
     num_workers: int = 0
     threads: int | None = None  # torch intra-op CPU threads during the run (None: leave torch's setting)
     eval_batch_size: int = 512
+    # keep training when the training loss becomes NaN/inf (default: stop with an error, keeping the
+    # last good checkpoint); for studying divergence. Non-finite numbers are written as null in JSON.
+    allow_nonfinite: bool = False
     notes: str = ""
 
     # ------------------------------------------------------------------ helpers
@@ -172,7 +178,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"label-noise rate must be in [0, 1), got {cfg.label_noise!r}")
     if number("noise_eps", cfg.noise_eps) <= 0:
         raise ConfigError(f"noise_eps must be > 0, got {cfg.noise_eps!r}")
-    number("seed", cfg.seed, integer=True)
+    seed = cfg.seed  # checked as an int: 2^63 - 1 is not exact as a float
+    if (isinstance(seed, bool) or not isinstance(seed, (int, float))
+            or (isinstance(seed, float) and not seed.is_integer()) or not 0 <= seed < 2**63):
+        raise ConfigError(f"seed must be an integer in [0, 2^63), got {seed!r}")
+    if cfg.threads is not None and number("threads", cfg.threads, integer=True) > MAX_THREADS:
+        raise ConfigError(f"threads must be in [1, {MAX_THREADS}], got {cfg.threads!r}")
+    if not isinstance(cfg.data_options, dict) or not all(isinstance(k, str) for k in cfg.data_options):
+        raise ConfigError(f"data_options must be a mapping of loader option names to values, got {cfg.data_options!r}")
     for name in ("image_size", "resize", "threads"):
         v = getattr(cfg, name)
         if v is not None and number(name, v, integer=True) < 1:
@@ -182,7 +195,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     ms = [int(number("milestone", m, integer=True)) for m in cfg.milestones]
     if ms != sorted(set(ms)) or any(m < 1 for m in ms):
         raise ConfigError(f"milestones must be increasing positive epochs, got {cfg.milestones!r}")
-    for name in ("nesterov", "amp"):
+    for name in ("nesterov", "amp", "allow_nonfinite"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
     # normalise types after validation (YAML may give floats for ints)
@@ -207,7 +220,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
