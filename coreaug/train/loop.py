@@ -302,9 +302,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         print(f"coreaug: note: no {CHECKPOINT_NAME} in {out} (the run stopped before its first checkpoint): "
               "starting from epoch 0" + (" with its config.json" if mode == "restart" else ""), file=sys.stderr)
     if checkpoint is not None:
-        warn_if_threads_differ(checkpoint, device)
         if int(checkpoint["epoch"]) >= cfg.epochs and (done := _finished_results(out)) is not None:
             return done  # a finished run: nothing to do, results.json stays as it was
+        warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
     n = len(views["eval_train"])
     seed_everything(cfg.seed)
