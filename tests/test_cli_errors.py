@@ -82,7 +82,7 @@ ONE_LINE_ERRORS = [
     ([*TRAIN, "--seed", "99999999999999999999999", "--out", "{T}/o"], "seed must be an integer in [0, 2^63)"),
     ([*TRAIN, "--seed", "-1", "--out", "{T}/o"], "seed must be an integer in [0, 2^63)"),
     ([*TRAIN, "--threads", "100000", "--out", "{T}/o"], "threads must be in [1, 1024]"),
-    ([*TRAIN, "--num-workers", "-1", "--out", "{T}/o"], "num_workers must be >= 0"),
+    ([*TRAIN, "--num-workers", "-1", "--out", "{T}/o"], "num_workers must be"),
     ([*TRAIN, "--lr", "nan", "--out", "{T}/o"], "lr must be finite"),
     ([*TRAIN, "--out", "{RUN}"], "is not empty"),
     ([*TRAIN, "--lr", "0.5", "--resume", "--out", "{RUN}"], "another configuration"),
