@@ -4,7 +4,8 @@ Each sub-command lives in its own module, which provides ``add_arguments(parser)
 ``run(args) -> int``; this file only wires them together and is the **one place** where errors
 become what a user sees:
 
-* a usage error (an unknown flag, ``--fraction abc``) prints one usage line and one error line, exit 2;
+* a usage error (an unknown flag, ``--fraction abc``) prints one usage line and one error line and
+  raises ``SystemExit(2)`` (argparse's convention; ``--help`` raises ``SystemExit(0)``);
 * a user error raised by the command layer — a project error (:class:`~coreaug.errors.CoreaugError`,
   :class:`~spectra.errors.SpectraError`), an ``OSError`` (no permission, disk full, a file in the
   way), a ``ValueError`` or running out of memory — prints one line ``coreaug: error: …``, exit 2;
@@ -93,17 +94,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"coreaug: warning: {_one_line(str(message))}", file=sys.stderr if file is None else file)
 
 
-def _exit_code(exc: SystemExit) -> int:
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``coreaug`` console script; returns the exit code (never raises for user errors)."""
+    """Entry point of the ``coreaug`` console script; returns the exit code (usage errors: ``SystemExit(2)``)."""
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -115,10 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()  # imports torch & co.: inside main so an early Ctrl-C is handled
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
-        return _exit_code(exc)
+    args = parser.parse_args(argv)  # --help and usage errors raise SystemExit (0 / 2), as argparse does
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2

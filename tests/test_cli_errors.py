@@ -148,7 +148,9 @@ def test_bad_inputs_one_line_exit_2(tmp_path, capsys, finished_run):
 
 @pytest.mark.parametrize("argv, match", USAGE_ERRORS)
 def test_usage_errors_are_two_lines(capsys, argv, match):
-    assert main(argv) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith("usage: coreaug") and "--help" in lines[0]
@@ -156,7 +158,9 @@ def test_usage_errors_are_two_lines(capsys, argv, match):
 
 
 def test_help_exits_0(capsys):
-    assert main(["select", "--help"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["select", "--help"])
+    assert exc.value.code == 0
     assert "--force" in capsys.readouterr().out
 
 
