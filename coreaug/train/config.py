@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, built from preset → config file → CLI overrides, validated.
 
-Method names (what each epoch trains on; PAPER.md §4 "appending protocol" and "three regimes"):
+Method names (what each epoch trains on; docs/paper-notes.md §4 "appending protocol" and "three regimes"):
 
 =====================  ==========================================================================
 ``full``               all n examples, weak augmentation only (no strong augmentation)
@@ -13,7 +13,7 @@ Method names (what each epoch trains on; PAPER.md §4 "appending protocol" and "
 
 S is chosen by ``selector``: ``coreset`` (per-class facility location on gradient proxies, weights
 γ = cluster sizes normalised to mean 1), ``random`` or ``maxloss`` (weights 1), re-selected every
-``reselect_every`` (R) epochs starting at epoch 0 (PAPER.md §3, §5).
+``reselect_every`` (R) epochs starting at epoch 0 (docs/paper-notes.md §3, §5).
 """
 
 from __future__ import annotations
@@ -66,16 +66,16 @@ class TrainConfig:
     # what to train on
     method: str = "subset-only"
     selector: str = "coreset"
-    fraction: float = 0.3  # subset size |S| = int(fraction · n)  (PAPER.md §3: B = int(s·n))
+    fraction: float = 0.3  # subset size |S| = int(fraction · n)  (docs/paper-notes.md §3: B = int(s·n))
     reselect_every: int = 1  # R: recompute proxies and re-select every R epochs, from epoch 0
     # F in (0, 1]: each reselection runs the proxy pass on a fresh stratified random pool of F·n
     # points and selects from it (1 = all n, the paper's protocol; see coreaug.train.subsets)
     proxy_pool: float = 1.0
-    proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (PAPER.md §3.2)
-    # per-class budgets (PAPER.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
+    proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (docs/paper-notes.md §3.2)
+    # per-class budgets (docs/paper-notes.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
     # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
     per_class: str = "equal-ceil"
-    aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (PAPER.md §3.6)
+    aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
     # augmentations
     weak_aug: str = "none"
     strong_aug: str = "randaugment"
@@ -83,7 +83,7 @@ class TrainConfig:
     noise_eps: float = 0.5  # radius of the additive-noise augmentations
     image_size: int | None = None  # None: the dataset's native size
     resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
-    # optimisation (PAPER.md §4 hyper-parameters)
+    # optimisation (docs/paper-notes.md §4 hyper-parameters)
     optimizer: str = "sgd"
     epochs: int = 10
     lr: float = 0.1

@@ -11,7 +11,7 @@ The run folder is locked (:mod:`coreaug.runlock`, rank 0 under DDP) before anyth
 written, for the whole run. A NaN/inf training loss stops the run with :class:`DivergenceError`
 unless ``allow_nonfinite`` (the last good checkpoint stays).
 
-Faithful to PAPER.md §3–§5: proxies come from an eval-mode, no-grad pass over all n training points
+Faithful to docs/paper-notes.md §3–§5: proxies come from an eval-mode, no-grad pass over all n training points
 with the test-time transform, at epochs 0, R, 2R, …; strong-augmented copies of S are *appended*;
 the loss is ``mean_i(w_i · CE_i)``.
 """
@@ -61,7 +61,7 @@ METRIC_FIELDS: tuple[str, ...] = (
 
 
 def weighted_batch_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``mean_i(w_i · CE(logits_i, y_i))`` — the official code's weighted loss (PAPER.md §3.6)."""
+    """``mean_i(w_i · CE(logits_i, y_i))`` — the official code's weighted loss (docs/paper-notes.md §3.6)."""
     per_example = F.cross_entropy(logits.float(), targets, reduction="none")
     return (weights.to(per_example.dtype) * per_example).mean()
 
