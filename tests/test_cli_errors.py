@@ -178,6 +178,33 @@ def test_default_run_folder_blocked_by_files(tmp_path, monkeypatch, capsys):
     _one_error_line(capsys, "runs is a file")
 
 
+def test_default_run_folder_taken_by_a_concurrent_run(tmp_path, monkeypatch, capsys):
+    """Two runs started together pick the same default folder: the one that finds it locked moves on."""
+    import fcntl
+
+    import coreaug.commands.train as train_cmd
+
+    monkeypatch.chdir(tmp_path)
+    taken = tmp_path / "runs" / "digits-quick"
+    taken.mkdir(parents=True)
+    fd = os.open(taken / LOCK_NAME, os.O_RDWR | os.O_CREAT)  # the other run, mid-way
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    real, calls = train_cmd._fresh_run_dir, []
+
+    def racing(args, *a):  # the first call sees the folder as free (the race), later ones see the truth
+        calls.append(1)
+        return Path("runs/digits-quick") if len(calls) == 1 else real(args, *a)
+
+    monkeypatch.setattr(train_cmd, "_fresh_run_dir", racing)
+    try:
+        assert main(TRAIN) == 0
+    finally:
+        os.close(fd)
+    assert "-> runs/digits-quick-2" in capsys.readouterr().out and len(calls) == 2
+    assert (tmp_path / "runs" / "digits-quick-2" / "results.json").is_file()
+    assert sorted(p.name for p in taken.iterdir()) == [LOCK_NAME]  # the other run's folder untouched
+
+
 def test_permission_denied_is_one_line(tmp_path, monkeypatch, capsys):
     """A read-only output folder (simulated: the tests may run as root, who may write anywhere)."""
     real_open = os.open

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from coreaug.errors import CheckpointError, ConfigError
+from coreaug.errors import CheckpointError, ConfigError, RunFolderBusyError
 from coreaug.train.config import (
     METHODS, PER_CLASS, SELECTORS, config_from_dict, read_config_file, resolve_config,
 )
@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {field: getattr(args, dest) for dest, field in _FLAG_FIELDS.items()}
     overrides["amp"] = args.amp
-    if args.out is None:
+    default_out = args.out is None
+    if default_out:
         if args.resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("--out is required with --resume and under torchrun")
         args.out = str(_fresh_run_dir(args))
@@ -134,7 +135,14 @@ def run(args: argparse.Namespace) -> int:
             results = train(cfg, out, resume=True, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
     else:
         cfg = resolve_config(args.preset, args.config, overrides)
-        results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
+        for attempt in range(10):
+            try:
+                results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
+                break
+            except RunFolderBusyError:
+                if not default_out or attempt == 9:
+                    raise
+                out = _fresh_run_dir(args)  # a run started at the same moment took this default folder
     if results.get("world_size", 1) > 1 and not _is_rank0():
         return 0
     status = "done" if results["completed"] else f"stopped after epoch {results['epochs_done']}"
