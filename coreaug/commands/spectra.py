@@ -8,7 +8,9 @@ blockwise (``spectra.gram_matrix``; J is never materialised) and reports, from i
 the relative change of each σ_i (small vs large), principal angles between the top-r left
 singular subspaces, and the Weyl / Davis–Kahan / stacked-Jacobian checks.
 
-Writes ``OUT/spectra.json`` (summaries) and ``OUT/spectra.npz`` (all spectra), atomically.
+Writes ``OUT/spectra.json`` (summaries; strict JSON, so a non-finite number such as the condition
+number of a rank-deficient Jacobian is written as ``null``) and ``OUT/spectra.npz`` (all spectra),
+atomically.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _jsonable(obj):
     if isinstance(obj, torch.Tensor):
         return [None if (isinstance(v, float) and not math.isfinite(v)) else v for v in obj.double().cpu().tolist()]
     if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+        return None  # strict JSON, as everywhere in the project: NaN and ±inf are written as null
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
