@@ -416,3 +416,34 @@ def test_ctrl_c_while_importing_is_one_line():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "coreaug: interrupted\n"
+
+
+def test_central_handler_classifies_errors(monkeypatch, capsys):
+    """One place turns user errors from any command into one line; a bug keeps its traceback."""
+    import coreaug.commands.info as info_cmd
+
+    cases = [
+        (OSError(errno.EROFS, "Read-only file system", "out/x.json"), "coreaug: error: out/x.json: read-only file system"),
+        (ValueError("bad value\nsecond line"), "coreaug: error: ValueError: bad value second line (COREAUG_DEBUG=1"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "coreaug: error: UnicodeDecodeError:"),
+        (MemoryError(), "coreaug: error: out of memory; try a smaller --batch-size"),
+    ]
+    for exc, start in cases:
+        def boom(args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(info_cmd, "run", boom)
+        assert main(["info"]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(start), lines
+
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(info_cmd, "run", bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["info"])
+    monkeypatch.setattr(info_cmd, "run", lambda args: (_ for _ in ()).throw(ValueError("x")))
+    monkeypatch.setenv("COREAUG_DEBUG", "1")
+    with pytest.raises(ValueError):
+        main(["info"])
