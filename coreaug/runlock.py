@@ -114,10 +114,14 @@ class RunLock:
             os.close(fd)
         else:  # pragma: no cover - 50 lost races in a row
             raise RunFolderBusyError(f"run folder {self.folder} is in use by other runs starting and stopping")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self.removed_temp = remove_stale_temp_files(self.folder)
+        except OSError as exc:  # e.g. a full disk: give the lock back before reporting
+            os.close(fd)
+            raise OutputError(f"cannot write run folder {self.folder}: {os_reason(exc)}") from None
         self._fd = fd
-        self.removed_temp = remove_stale_temp_files(self.folder)
 
     def _remove_created(self) -> None:
         for folder in reversed(self.created):

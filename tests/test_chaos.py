@@ -37,6 +37,8 @@ from coreaug.cli import main
 from coreaug.io import load_checkpoint
 from coreaug.runlock import LOCK_NAME
 
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fcntl locks")
+
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--preset", "digits-quick", "--model", "mlp", "--epochs", "3", "--fraction", "0.1", "--reselect-every", "2",
         "--strong-aug", "gaussian-noise", "--batch-size", "64", "--threads", "1", "--quiet"]
