@@ -125,9 +125,15 @@ def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, float, obj
     return best_wall, best_cpu, out
 
 
-def peak_mem_mib(fn: Callable[[], object]) -> float:
-    """Peak RSS (MiB) above the starting level during one extra, untimed ``fn()``."""
-    with PeakMemory(torch.device("cpu")) as pm:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_mem_mib(fn: Callable[[], object], device: torch.device = torch.device("cpu")) -> float:
+    """Peak memory (MiB) above the starting level during one extra, untimed ``fn()`` (CPU: RSS;
+    CUDA: allocator)."""
+    with PeakMemory(device) as pm:
         out = fn()
     del out
     return pm.peak / 2**20
@@ -148,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads for everything (default 1: all competitors single-threaded; "
                          "submodlib is, and apricot's lazy kernel is compiled with parallel=False)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda: where ours runs (the CPU-only references are "
+                    "skipped on cuda; timings synchronise the device)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "select.csv"))
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.single, args.single_picks, args.wide = "2000,5000", 3000, 300, 5000
 
     refs = {}
-    for name, module in (("submodlib", "submodlib"), ("apricot", "apricot")):
+    for name, module in (() if device.type != "cpu" else (("submodlib", "submodlib"), ("apricot", "apricot"))):
         mod, err = _try_import(module)
         if mod is None:
             print(f"[skip] {name} is not installed or failed to import ({err}); pip install '.[bench]'")
@@ -184,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, object]] = []
     for n, classes, picks, dim in cases:
         x, y = make_proxies(n, classes, seed=n, dim=dim)
+        x = x.to(device)
         sizes = torch.bincount(y, minlength=classes).tolist()
         budget = picks if picks is not None else max(1, math.floor(args.fraction * n + 1e-9))
         budgets = class_budgets(sizes, budget, "proportional")
@@ -194,27 +204,32 @@ def main(argv: list[str] | None = None) -> int:
 
         def build_only() -> None:
             for c in range(classes):
-                SimilarityKernel(x[y == c], "exp", force_dense=True)
+                SimilarityKernel(x[(y == c).to(device)], "exp", force_dense=True)
+            _sync(device)
 
         t, cpu, _ = timed(build_only, args.repeats)
-        results["build-only"] = (t, cpu, None, peak_mem_mib(build_only), os.getloadavg()[0], "dense per-class matrices only")
+        results["build-only"] = (t, cpu, None, peak_mem_mib(build_only, device), os.getloadavg()[0],
+                                 "dense per-class matrices only")
         print(f"  {'build-only':<16} {t:8.2f} s  (cpu {cpu:7.2f} s)   peak {results['build-only'][3]:7.1f} MiB")
         ours = (("before: lazy", "lazy"), ("after: auto", "auto"), ("stochastic", "stochastic"), ("naive", "naive"))
         for label, greedy in ours:
             ops = sum(k * s * s for k, s in zip(budgets, sizes))
             if greedy == "naive" and (args.no_naive or ops > NAIVE_MAX_OPS):
-                note = f"skipped: Σ k·n² = {ops:.1e} > {NAIVE_MAX_OPS:.0e} element-ops"
+                note = ("skipped (--no-naive)" if args.no_naive
+                        else f"skipped: Σ k·n² = {ops:.1e} > {NAIVE_MAX_OPS:.0e} element-ops")
                 print(f"  {label:<16} {note}")
                 results[label] = (None, None, None, None, None, note)
                 continue
             reps = 1 if greedy == "naive" else args.repeats
-            run_ours = functools.partial(facility_location, x, y, budget, greedy=greedy, seed=0,
-                                         threads=args.threads)
+            def run_ours(greedy=greedy):
+                sel = facility_location(x, y, budget, greedy=greedy, seed=0, threads=args.threads)
+                _sync(device)
+                return sel
             t, cpu, sel = timed(run_ours, reps)
             load = os.getloadavg()[0]
-            obj = facility_location_objective(x, sel.indices, y)
+            obj = facility_location_objective(x.cpu(), sel.indices, y)
             del sel
-            mem = peak_mem_mib(run_ours)
+            mem = peak_mem_mib(run_ours, device)
             results[label] = (t, cpu, obj, mem, load, f"facility_location(greedy={greedy!r}), end-to-end")
             print(f"  {label:<16} {t:8.2f} s  (cpu {cpu:7.2f} s)   F = {obj:.4f}   peak {mem:7.1f} MiB")
         for name, mod in refs.items():
