@@ -309,6 +309,27 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 _PRE_CHECKPOINT_FILES = frozenset({"config.json", "metrics.csv", "metrics.jsonl"})
 
 
+def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
+    """Whether a run folder's ``config.json`` describes ``cfg``: every field that enters the config hash is
+    equal, and a field the saved config lacks (added to TrainConfig after that run) holds its default.
+    So upgrading coreaug with a new, default-off config field keeps completed runs valid."""
+    import dataclasses
+
+    from coreaug.train.config import _HASH_EXCLUDED, TrainConfig
+
+    if not isinstance(saved, Mapping):
+        return False
+    defaults = TrainConfig()
+    mine = cfg.to_dict()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _HASH_EXCLUDED:
+            continue
+        theirs = saved[f.name] if f.name in saved else getattr(defaults, f.name)
+        if theirs != mine[f.name]:
+            return False
+    return not (set(saved) - set(mine))  # a field that no longer exists: not the same config
+
+
 def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     """Resolve the point's config and decide: run, skip (completed), resume, or conflict."""
     from coreaug.train.checkpoint import CHECKPOINT_NAME
@@ -317,7 +338,7 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     d = out / point.name
     res = _read_json(d / "results.json") if (d / "results.json").is_file() else None
     if res is not None and res.get("completed"):
-        if res.get("config_hash") not in (None, cfg.hash()):
+        if res.get("config_hash") not in (None, cfg.hash()) and not same_config(_read_json(d / "config.json"), cfg):
             return PlannedRun(point, cfg, d, "conflict",
                               f"{d} holds a completed run of a different configuration; delete it or use another OUT")
         return PlannedRun(point, cfg, d, "skip", f"completed, final acc {res.get('final_test_acc', float('nan')):.4f}")
@@ -366,13 +387,15 @@ def describe(p: PlannedRun) -> str:
 
 def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
               log: Callable[[str], None] = print,
-              train_fn: Callable[..., dict[str, Any]] | None = None) -> SweepOutcome:
+              train_fn: Callable[..., dict[str, Any]] | None = None,
+              deadline: float | None = None) -> SweepOutcome:
     """Run the planned runs one after another, in this process.
 
     A run that raises is reported in one line (``FAILED name: Error: message``) and the sweep goes on,
     except for a missing dataset, which would fail every run the same way and so stops the sweep
     (``DatasetNotFoundError`` is re-raised). ``KeyboardInterrupt`` stops it too (the interrupted run
-    keeps its checkpoint and resumes next time).
+    keeps its checkpoint and resumes next time). With ``deadline`` (a ``time.perf_counter()`` value) no
+    run starts after it: those left are reported as ``not started`` (neither done nor failed).
     """
     if train_fn is None:
         from coreaug.train import train as train_fn
@@ -391,6 +414,10 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
             status[p.point.name] = p.detail
             failed.append(p.point.name)
             log(f"{tag}: FAILED: ConfigError: {p.detail}")
+            continue
+        if deadline is not None and time.perf_counter() >= deadline:
+            status[p.point.name] = "not started"
+            log(f"{tag}: not started (time budget spent)")
             continue
         resume = p.action == "resume"
         try:

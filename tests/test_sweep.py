@@ -268,3 +268,24 @@ def test_paper_cifar10_grid_dry_run_without_data(tmp_path, capsys):
     assert main(["sweep", "--grid", "paper-cifar10", "--out", str(tmp_path / "p"), "--seeds", "0"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--data-root" in err
+
+
+def test_deadline_leaves_runs_not_started(tmp_path):
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0-1",
+                      overrides={**TINY})
+    outcome = run_sweep(plan_sweep(spec, tmp_path), log=lambda s: None, deadline=0.0,
+                        train_fn=lambda *a, **k: pytest.fail("must not train"))
+    assert outcome.failed == [] and set(outcome.status.values()) == {"not started"} and outcome.completed_dirs == []
+
+
+def test_same_config_accepts_a_field_added_later_at_its_default():
+    from coreaug.sweep import same_config
+
+    cfg = _cfg("random")
+    saved = cfg.to_dict()
+    assert same_config(saved, cfg)
+    older = {k: v for k, v in saved.items() if k != "aug_weight"}  # as if written before aug_weight existed
+    assert same_config(older, cfg)
+    assert not same_config(older, _cfg("random", aug_weight="gamma"))
+    assert not same_config({**saved, "epochs": 3}, cfg) and not same_config({**saved, "gone": 1}, cfg)
+    assert same_config({**saved, "device": "cuda", "threads": 4}, cfg)  # execution fields do not count
