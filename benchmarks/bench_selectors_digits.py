@@ -50,12 +50,14 @@ def _memory_train(peaks: dict[str, float | None]):
     from coreaug.train import train
 
     def run(cfg, out_dir, **kw):
+        load = os.getloadavg()
         with RssHighWater() as hw:
             res = train(cfg, out_dir, **kw)
         mib = None if hw.peak is None else round(hw.peak / 2**20, 1)
         peaks[str(out_dir)] = mib
-        write_text_atomic(Path(out_dir) / "peak_mem.json", json.dumps({"peak_mem_mib": mib,
-                                                                       "resumed": kw.get("resume", False)}) + "\n")
+        write_text_atomic(Path(out_dir) / "peak_mem.json", json.dumps(
+            {"peak_mem_mib": mib, "resumed": kw.get("resume", False), "load_average_at_start": load,
+             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
         return res
     return run
 
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cnn-seeds", default=None, help="seeds for the CNN (default: --seeds)")
     p.add_argument("--cnn-fractions", default="0.1", help="fractions for the CNN (default 0.1 to fit the budget)")
     p.add_argument("--methods", default="full,full-aug,subset-only,random+aug-subset")
+    p.add_argument("--cnn-methods", default="full-aug,subset-only,random+aug-subset", help="methods for the CNN")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=None,
                    help="start no run after this many minutes (the rest is listed as not started)")
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     grids, completed, failed, not_started = {}, [], [], []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         cnn = model == "cnn"
-        spec = build_grid(preset="digits-quick", methods=args.methods, selectors=args.selectors,
+        spec = build_grid(preset="digits-quick", methods=args.cnn_methods if cnn else args.methods,
+                          selectors=args.selectors,
                           fractions=args.cnn_fractions if cnn else args.fractions,
                           seeds=(args.cnn_seeds or args.seeds) if cnn else args.seeds,
                           overrides={**SCHEDULE, "model": model, "threads": args.threads})

@@ -133,6 +133,8 @@ def parse_names(value: str | Sequence[Any], kind: str) -> list[str]:
     known = known_methods() if kind == "method" else known_selectors()
     out: list[str] = []
     for v in items:
+        if kind == "selector" and v not in known and v != "all":
+            v = _canonical_selector(v)
         if kind == "selector" and v == "all":
             out.extend(known)
         elif v not in known:
@@ -141,6 +143,18 @@ def parse_names(value: str | Sequence[Any], kind: str) -> list[str]:
         else:
             out.append(v)
     return _dedup(out)
+
+
+def _canonical_selector(name: str) -> str:
+    """A selector alias (e.g. ``k-center``) → its registered name, where the selector registry has one."""
+    try:
+        from coreaug.select.registry import resolve_selector
+    except ImportError:  # no registry in this version: names are canonical already
+        return name
+    try:
+        return resolve_selector(name)
+    except CoreaugError:
+        return name  # reported by the caller with the list of names
 
 
 def _dedup(seq):
