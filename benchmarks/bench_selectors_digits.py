@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from coreaug.io import write_text_atomic
-from coreaug.report import GROUP_KEYS, NOISE_ALPHA, write_stats_report
+from coreaug.report import GROUP_KEYS, NOISE_ALPHA, format_p, write_stats_report
 from coreaug.sweep import build_grid, known_selectors, plan_sweep, run_sweep
 
 from _memory import RssHighWater
@@ -77,7 +77,7 @@ def verdict_lines(summary: pd.DataFrame) -> list[str]:
         if "random" not in set(g["selector"]):
             continue
         rnd = g[g["selector"] == "random"].iloc[0]
-        groups = {v: [f"{r.selector} ({100 * r.vs_random_diff:+.2f} pts, p={r.vs_random_p:.3f})"
+        groups = {v: [f"{r.selector} ({100 * r.vs_random_diff:+.2f} pts, {format_p(r.vs_random_p)})"
                       for r in g.itertuples() if r.vs_random == v] for v in ("better", "within noise", "worse")}
         na = [r.selector for r in g.itertuples() if r.vs_random == "n/a"]
         lines.append(
@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                           fractions=args.cnn_fractions if cnn else args.fractions,
                           seeds=(args.cnn_seeds or args.seeds) if cnn else args.seeds,
                           overrides={**SCHEDULE, "model": model, "threads": args.threads})
-        planned = plan_sweep(spec, runs / model)
+        # fraction-major: every selector at the first fraction (10%, with the references) over all seeds
+        # before the next fraction, so a run cut short by --max-minutes still answers the 10% question
+        planned = sorted(plan_sweep(spec, runs / model),
+                         key=lambda p: (0 if p.point.fraction is None else spec.fractions.index(p.point.fraction),
+                                        p.point.seed))
         grids[model] = {"methods": spec.methods, "selectors": spec.selectors, "fractions": spec.fractions,
                         "seeds": spec.seeds, "runs": len(planned)}
         print(f"== {model}: {len(planned)} runs ({sum(p.action == 'skip' for p in planned)} done earlier)", flush=True)

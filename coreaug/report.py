@@ -249,6 +249,13 @@ def noise_verdict(diff: float, p: float, alpha: float = NOISE_ALPHA) -> str:
     return "better" if diff > 0 else "worse"
 
 
+def format_p(p: float) -> str:
+    """``p=0.042`` / ``p<0.001`` / ``p=n/a``."""
+    if math.isnan(p):
+        return "p=n/a"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def selection_share(results: dict[str, Any]) -> float:
     """Share of training wall-clock spent selecting: ``results["selection_share"]`` where the run recorded
     it, else ``selection_time_total / wall_clock_total`` (NaN without a positive total)."""
@@ -315,7 +322,7 @@ def stats_markdown_table(summary: pd.DataFrame, *, alpha: float = NOISE_ALPHA) -
     for _, r in summary.iterrows():
         su, ci, share = r["speedup_vs_full_aug"], r["acc_ci"], r["selection_share_mean"]
         if r["vs_random"] in ("better", "worse", "within noise"):
-            vs = f"{100 * r['vs_random_diff']:+.2f} pts, p={r['vs_random_p']:.3f}, {r['vs_random']}"
+            vs = f"{100 * r['vs_random_diff']:+.2f} pts, {format_p(r['vs_random_p'])}, {r['vs_random']}"
         else:
             vs = r["vs_random"] or "–"
         cells = [
