@@ -69,6 +69,13 @@ def _peak(run_dir: str) -> float | None:
         return None
 
 
+def _stamp(run_dir: str) -> str | None:
+    try:
+        return json.loads((Path(run_dir) / "peak_mem.json").read_text(encoding="utf-8")).get("finished_utc")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def verdict_lines(summary: pd.DataFrame) -> list[str]:
     """Per model, regime and size: which selectors beat random beyond noise, which are within noise, which lose."""
     lines = []
@@ -158,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                          key=lambda p: (0 if p.point.fraction is None else spec.fractions.index(p.point.fraction),
                                         p.point.seed))
         grids[model] = {"methods": spec.methods, "selectors": spec.selectors, "fractions": spec.fractions,
-                        "seeds": spec.seeds, "runs": len(planned)}
+                        "seeds": spec.seeds, "runs": len(planned),
+                        "reused": sum(p.action == "skip" for p in planned)}
         print(f"== {model}: {len(planned)} runs ({sum(p.action == 'skip' for p in planned)} done earlier)", flush=True)
         out = run_sweep(planned, log=lambda s: print(f"{model} {s}", flush=True), train_fn=_memory_train(peaks),
                         deadline=deadline)
@@ -173,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_df["peak_mem_mib"] = [_peak(d) for d in runs_df["run"]]
     peak = runs_df.groupby(list(GROUP_KEYS), dropna=False, sort=False)["peak_mem_mib"].max().reset_index()
     summary = summary.merge(peak, on=list(GROUP_KEYS), how="left", validate="one_to_one")
+    stamps = sorted(t for t in (_stamp(d) for d in runs_df["run"]) if t)
+    window = (stamps[0], stamps[-1]) if stamps else ("?", "?")
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     write_text_atomic(results / "selectors_digits.csv", summary.to_csv(index=False))
@@ -191,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     md += (f"\n### What was run\n\n"
            + "\n".join(f"- {m}: methods {', '.join(g['methods'])}; selectors {', '.join(g['selectors'])}; "
                        f"fractions {', '.join(f'{f:g}' for f in g['fractions'])}; seeds "
-                       f"{', '.join(map(str, g['seeds']))}; {g['runs']} runs" for m, g in grids.items())
+                       f"{', '.join(map(str, g['seeds']))}; {g['runs']} runs, of which {g['reused']} were completed by an "
+                       "earlier invocation and reused (same configuration)" for m, g in grids.items())
+           + f"\n- runs finished between {window[0]} and {window[1]} (UTC; `finished_utc` and the load average at each "
+             "run's start are in its `peak_mem.json`): times of reused runs were measured under a different load than "
+             "those run in this invocation."
            + f"\n- schedule: digits-quick preset (batch 32, lr 0.05, SGD momentum 0.9, wd 1e-4, AutoAugment-ImageNet "
              f"strong copies, equal-ceil per-class budgets, bias proxy) with {json.dumps(SCHEDULE)}; "
              f"{args.threads} torch thread(s), one run at a time, in one process.\n"
