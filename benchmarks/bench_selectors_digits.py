@@ -70,10 +70,14 @@ def _peak(run_dir: str) -> float | None:
 
 
 def _stamp(run_dir: str) -> str | None:
+    """When the run finished (UTC): ``peak_mem.json``'s ``finished_utc``, else results.json's mtime."""
     try:
-        return json.loads((Path(run_dir) / "peak_mem.json").read_text(encoding="utf-8")).get("finished_utc")
+        stamp = json.loads((Path(run_dir) / "peak_mem.json").read_text(encoding="utf-8")).get("finished_utc")
     except (OSError, ValueError, AttributeError):
-        return None
+        stamp = None
+    if stamp is None and (Path(run_dir) / "results.json").is_file():
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((Path(run_dir) / "results.json").stat().st_mtime))
+    return stamp
 
 
 def verdict_lines(summary: pd.DataFrame) -> list[str]:
