@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -323,6 +322,24 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 _PRE_CHECKPOINT_FILES = frozenset({"config.json", "metrics.csv", "metrics.jsonl"})
 
 
+def _is_run_file(name: str) -> bool:
+    """False for bookkeeping that is not the run's own: the run-folder lock and stale atomic-write temp files."""
+    import re as _re
+
+    try:
+        from coreaug.runlock import is_run_file
+    except ImportError:  # an older coreaug without run locks
+        def is_run_file(n: str) -> bool:
+            return True
+    try:
+        from coreaug.io import TEMP_FILE_PATTERN
+    except ImportError:
+        TEMP_FILE_PATTERN = None
+    if TEMP_FILE_PATTERN is not None and _re.fullmatch(TEMP_FILE_PATTERN, name):
+        return False
+    return is_run_file(name)
+
+
 def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
     """Whether a run folder's ``config.json`` describes ``cfg``: every field that enters the config hash is
     equal, and a field the saved config lacks (added to TrainConfig after that run) holds its default.
@@ -362,8 +379,8 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
         if metrics.is_file():
             done = str(sum(1 for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()))
         return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {done}/{cfg.epochs}")
-    if d.is_dir() and any(d.iterdir()):
-        names = {p.name for p in d.iterdir()}
+    names = {p.name for p in d.iterdir() if _is_run_file(p.name)} if d.is_dir() else set()
+    if names:
         if not names <= _PRE_CHECKPOINT_FILES:
             return PlannedRun(point, cfg, d, "conflict",
                               f"{d} is not empty and holds no checkpoint or finished run; delete it or use another OUT")
@@ -433,10 +450,13 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
             status[p.point.name] = "not started"
             log(f"{tag}: not started (time budget spent)")
             continue
-        resume = p.action == "resume"
+        # A folder holding only pre-checkpoint files (see plan_run) starts over at epoch 0: with its
+        # config.json, through train's resume (which locks the folder and checks that config's hash).
+        resume = p.action == "resume" or (p.action == "run" and (p.dir / "config.json").is_file())
         try:
-            if p.action == "run" and p.dir.is_dir():  # only pre-checkpoint files (see plan_run): start over
-                shutil.rmtree(p.dir)
+            if p.action == "run" and not resume and p.dir.is_dir():
+                for name in ("metrics.csv", "metrics.jsonl"):
+                    (p.dir / name).unlink(missing_ok=True)
             t = time.perf_counter()
             res = train_fn(p.cfg, p.dir, resume=resume, quiet=quiet_runs)
         except DatasetNotFoundError:

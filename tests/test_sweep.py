@@ -289,3 +289,18 @@ def test_same_config_accepts_a_field_added_later_at_its_default():
     assert not same_config(older, _cfg("random", aug_weight="gamma"))
     assert not same_config({**saved, "epochs": 3}, cfg) and not same_config({**saved, "gone": 1}, cfg)
     assert same_config({**saved, "device": "cuda", "threads": 4}, cfg)  # execution fields do not count
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path):
+    out = tmp_path / "sweep"
+    d = out / "subset-only__random__f0.1__s0"
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
+                      overrides={**TINY, "epochs": 1})
+    (p,) = plan_sweep(spec, out)
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(p.cfg.to_dict()))  # as if killed before epoch 1 ended
+    (d / ".coreaug.lock").write_text("")  # a lock file left by a killed process is not the run's own
+    (p,) = plan_sweep(spec, out)
+    assert p.action == "run" and "restart" in p.detail
+    outcome = run_sweep([p], log=lambda s: None)
+    assert outcome.status == {p.point.name: "ok"} and json.loads((d / "results.json").read_text())["completed"]
