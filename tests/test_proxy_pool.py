@@ -119,7 +119,7 @@ def test_config_flags_defaults_and_hash():
     with pytest.raises(ConfigError, match="num_workers"):
         resolve_config(overrides={"num_workers": "many"})
     assert resolve_config(overrides={"eval_batch_size": 64.0}).eval_batch_size == 64
-    assert resolve_eval_batch_size("auto", CPU) == 128 and resolve_eval_batch_size(7, CPU) == 7
+    assert resolve_eval_batch_size("auto", CPU) == 64 and resolve_eval_batch_size(7, CPU) == 7
     assert resolve_num_workers("auto", CPU) == 0 and resolve_num_workers(3, CPU) == 3
     assert resolve_num_workers("auto", torch.device("cuda")) == min(8, available_cpus())
     assert 1 <= default_threads(1) <= available_cpus() and default_threads(10**6) == 1
