@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: the cores this process may "
                                                "use; on a shared machine pass e.g. --threads 1)")
     g.add_argument("--eval-batch-size", type=_int_or_auto, metavar="N|auto",
-                   help="inference batch of the proxy pass and evaluation (default auto: 128 on CPU, 1024 on CUDA)")
+                   help="inference batch of the proxy pass and evaluation (default auto: 64 on CPU, 1024 on CUDA)")
     g.add_argument("--allow-nonfinite", action="store_true", default=None,
                    help="keep training when the loss becomes NaN/inf (default: stop with an error)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")

@@ -106,7 +106,7 @@ class TrainConfig:
     # torch intra-op CPU threads during the run (None: the cores this process may use, divided among
     # torchrun's local processes, unless OMP_NUM_THREADS is set; see coreaug.device.default_threads)
     threads: int | None = None
-    # inference batch of the proxy pass and evaluation: "auto" = 128 on CPU, 1024 on CUDA
+    # inference batch of the proxy pass and evaluation: "auto" = 64 on CPU, 1024 on CUDA
     eval_batch_size: int | str = "auto"
     # keep training when the training loss becomes NaN/inf (default: stop with an error, keeping the
     # last good checkpoint); for studying divergence. Non-finite numbers are written as null in JSON.

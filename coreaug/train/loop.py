@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -37,7 +38,7 @@ from tqdm.auto import tqdm
 
 from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
-from coreaug.device import resolve_eval_batch_size, resolve_num_workers
+from coreaug.device import default_threads, resolve_eval_batch_size, resolve_num_workers
 from coreaug.errors import CheckpointError, ConfigError, CoreaugError, DivergenceError, RunFolderBusyError
 from coreaug.hooks import pause_point
 from coreaug.io import dumps_json, write_json_atomic, write_text_atomic
@@ -50,7 +51,9 @@ from coreaug.train.config import TrainConfig, config_from_dict, read_config_file
 from coreaug.train.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
-from coreaug.train.epoch_data import WEAK, EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
+from coreaug.train.epoch_data import (
+    WEAK, EpochDataset, PersistentEpochLoader, derive_seed, make_loader, plan_epoch, seed_everything,
+)
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
 
 METRIC_FIELDS: tuple[str, ...] = (
@@ -313,6 +316,8 @@ def train(
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    elif "OMP_NUM_THREADS" not in os.environ:  # an explicit OMP_NUM_THREADS (torchrun sets 1) wins
+        torch.set_num_threads(default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     ctx = setup_distributed(cfg.device)
     try:
         with _locked_run_folder(out, ctx) as created:
@@ -380,6 +385,11 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             write_json_atomic(out / "config.json", cfg.to_dict())
     barrier(ctx)
 
+    workers = resolve_num_workers(cfg.num_workers, device)
+    persistent = PersistentEpochLoader(
+        views["weak"], views["strong"], n, batch_size=cfg.batch_size, num_workers=workers,
+        pin_memory=device.type == "cuda", distributed=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size,
+    ) if workers > 0 else None
     elapsed0 = rows[-1]["elapsed"] if rows else 0.0
     wall0 = rows[-1]["wall_clock"] if rows else 0.0
     t_start = time.perf_counter()
@@ -409,10 +419,13 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             random_main=state.random_main if state is not None else None,
             aug_weight=cfg.aug_weight,
         )
-        epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
-        loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
-                             num_workers=resolve_num_workers(cfg.num_workers, device), distributed=ctx.enabled, rank=ctx.rank,
-                             world_size=ctx.world_size, epoch=epoch, pin_memory=device.type == "cuda")
+        if persistent is not None:  # loader workers: started once, reused every epoch
+            loader = persistent.epoch(plan, seed=derive_seed(cfg.seed, epoch, 3) % 2**63, epoch=epoch)
+        else:
+            epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
+            loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
+                                 distributed=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size, epoch=epoch,
+                                 pin_memory=device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
