@@ -29,6 +29,8 @@ _FLAG_FIELDS = {
     "device": "device", "label_noise": "label_noise", "data_root": "data_root", "weights": "weights",
     "proxy": "proxy", "per_class": "per_class", "aug_weight": "aug_weight", "num_workers": "num_workers",
     "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones", "threads": "threads",
+    "diagnostics_every": "diagnostics_every", "diagnostics_probe": "diagnostics_probe",
+    "diagnostics_params": "diagnostics_params",
 }
 
 
@@ -74,6 +76,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes")
     g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: the preset's, else torch's)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    g = parser.add_argument_group("spectral diagnostics (RUN_DIR/diagnostics.csv; see README)")
+    g.add_argument("--diagnostics-every", type=int, metavar="K",
+                   help="Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs "
+                        "(0 = off; default: the preset's, else 0)")
+    g.add_argument("--diagnostics-probe", type=int, metavar="N", help="probe size (stratified training examples; default 256)")
+    g.add_argument("--diagnostics-params", choices=("last", "all"),
+                   help="Jacobian w.r.t. the classifier (last, default: cheap) or all parameters")
+    g.add_argument("--tensorboard", metavar="DIR",
+                   help='stream per-epoch metrics and diagnostics to TensorBoard in DIR (pip install -e ".[tb]")')
     g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulate an interruption (tests)
 
 
@@ -108,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(args.preset, args.config, overrides)
     t0 = time.perf_counter()
-    results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
+    results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
+                    tensorboard=args.tensorboard)
     if results.get("world_size", 1) > 1 and not _is_rank0():
         return 0
     status = "done" if results["completed"] else f"stopped after epoch {results['epochs_done']}"

@@ -6,6 +6,7 @@ One call of :func:`train` is one run; it owns its run folder::
     RUN_DIR/metrics.csv      one row per epoch (also metrics.jsonl)
     RUN_DIR/checkpoint.pt    written atomically after every epoch; ``resume=True`` continues from it
     RUN_DIR/results.json     final/best accuracy, time totals (written when the run completes)
+    RUN_DIR/diagnostics.csv  spectral diagnostics every K epochs (also diagnostics.jsonl), when enabled
 
 Faithful to PAPER.md §3–§5: proxies come from an eval-mode, no-grad pass over all n training points
 with the test-time transform, at epochs 0, R, 2R, …; strong-augmented copies of S are *appended*;
@@ -40,11 +41,14 @@ from coreaug.train.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
 from coreaug.train.epoch_data import EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
+from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
+from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
     "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
+    "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
 )
 
 
@@ -179,6 +183,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "train_time_total": sum(r["train_time"] for r in rows),
         "selection_time_total": sum(r["selection_time"] for r in rows),
         "eval_time_total": sum(r["eval_time"] for r in rows),
+        "diagnostics_time_total": sum(r.get("diagnostics_time") or 0.0 for r in rows),
         "wall_clock_total": rows[-1]["wall_clock"] if rows else 0.0,
         "elapsed_total": rows[-1]["elapsed"] if rows else 0.0,
         "examples_seen_total": sum(r["epoch_examples"] for r in rows),
@@ -190,6 +195,14 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
     }
 
 
+def _diagnose(diag: TrainingDiagnostics, model: nn.Module, epoch: int, tb: TensorBoardLogger | None) -> float:
+    """Run the spectral diagnostics of ``model`` after ``epoch`` epochs; return their wall-clock."""
+    drow = diag.run(model, epoch)
+    if tb is not None:
+        tb.log_diagnostics(drow)
+    return float(drow["time"])
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -198,6 +211,7 @@ def train(
     quiet: bool = False,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run one experiment into ``out_dir`` and return the ``results.json`` content.
 
@@ -208,6 +222,7 @@ def train(
         quiet: no progress bars or per-epoch lines.
         stop_after_epoch: stop (as if killed) after this many epochs, leaving the checkpoint — for tests.
         on_epoch_end: called with each epoch's metrics row (rank 0).
+        tensorboard: stream metrics and diagnostics to TensorBoard in this folder (needs ``tensorboard``).
 
     Raises:
         ConfigError, DatasetNotFoundError, CheckpointError: before anything in ``out_dir`` is written.
@@ -220,14 +235,14 @@ def train(
     ctx = setup_distributed(cfg.device)
     try:
         return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
-                      on_epoch_end=on_epoch_end)
+                      on_epoch_end=on_epoch_end, tensorboard=tensorboard)
     finally:
         cleanup(ctx)
         torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
-           stop_after_epoch: int | None, on_epoch_end) -> dict[str, Any]:
+           stop_after_epoch: int | None, on_epoch_end, tensorboard=None) -> dict[str, Any]:
     device, main = ctx.device, ctx.is_main
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
@@ -235,6 +250,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     checkpoint = read_checkpoint(out, config_hash=cfg.hash()) if resume else None
     bundle, views = prepare_data(cfg)
     n = len(views["eval_train"])
+    diag = TrainingDiagnostics(cfg, views, out, device) if cfg.diagnostics_every > 0 else None
+    if tensorboard is not None:
+        require_tensorboard()
     seed_everything(cfg.seed)
     if cfg.weights is None and cfg.dataset == "caltech256":
         warnings.warn("caltech256 preset fine-tunes an ImageNet-pretrained model: pass --weights PATH", stacklevel=2)
@@ -272,6 +290,13 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         out.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
             write_json_atomic(out / "config.json", cfg.to_dict())
+    barrier(ctx)
+    tb = TensorBoardLogger(tensorboard) if tensorboard is not None and main else None
+    diag_pending = 0.0  # diagnostics seconds not yet reported in a metrics row (the epoch-0 diagnostic)
+    if diag is not None and main:
+        diag.resume(start_epoch)
+        if diag.due(start_epoch):
+            diag_pending = _diagnose(diag, raw_model, start_epoch, tb)
     barrier(ctx)
 
     elapsed0 = rows[-1]["elapsed"] if rows else 0.0
@@ -338,6 +363,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 evaluate(raw_model, views["test"], batch_size=cfg.eval_batch_size, device=device,
                          amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
         eval_time = t.elapsed
+        diag_time, diag_pending = diag_pending, 0.0
+        if diag is not None and main and diag.due(epoch + 1):  # rank 0 only; the others wait at the barrier
+            diag_time += _diagnose(diag, raw_model, epoch + 1, tb)
         row = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
@@ -347,6 +375,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             "elapsed": elapsed0 + (time.perf_counter() - t_start),
             "subset_size": plan.subset_size if cfg.uses_subset else 0,
             "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
+            "diagnostics_time": diag_time,
         }
         wall0 = row["wall_clock"]
         rows.append(row)
@@ -363,13 +392,19 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, test acc "
                            f"{test_acc:.4f}, |epoch| {row['epoch_examples']}, train {train_time:.2f}s, "
                            f"selection {sel_time:.2f}s")
+            if tb is not None:
+                tb.log_epoch(row)
             if on_epoch_end is not None:
                 on_epoch_end(row)
         barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
             epochs_bar.close()
+            if tb is not None:
+                tb.close()
             return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False)
     epochs_bar.close()
+    if tb is not None:
+        tb.close()
     results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True)
     if main:
         write_json_atomic(out / "results.json", results)
