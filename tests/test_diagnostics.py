@@ -266,3 +266,13 @@ def test_report_draws_diagnostics_per_run(tmp_path):
     assert len(pd.read_csv(paths["diagnostics_csv"])) == 2
     paths = write_report([nodiag], tmp_path / "rep2")
     assert "diagnostics_png" not in paths and not (tmp_path / "rep2" / "diagnostics.png").exists()
+    # figure 6 from given run folders: only those with diagnostics are drawn
+    from coreaug.figures import make_figures
+
+    written = make_figures(tmp_path / "figs", only=["fig6_training_diagnostics"], runs=[full, nodiag], log=lambda _: None)
+    names = sorted(p.name for p in written["fig6_training_diagnostics"])
+    assert names == sorted(f"fig6_training_diagnostics.{e}" for e in ("csv", "json", "pdf", "png"))
+    summary = json.loads((tmp_path / "figs" / "fig6_training_diagnostics.json").read_text())
+    assert list(summary["per_run"]) == ["full-aug"] and summary["per_run"]["full-aug"]["xi_subset_aug_mean"] is None
+    with pytest.raises(ConfigError, match="none of --runs has diagnostics"):
+        make_figures(tmp_path / "figs2", only=["fig6_training_diagnostics"], runs=[nodiag], log=lambda _: None)
