@@ -19,9 +19,9 @@ run with a dedicated seed):
   ξ(S, γ) / ‖J̃ᵀr̃/N‖ = ‖J̃ᵀr̃/N − J̃_Sᵀ diag(γ) r̃_S / Σγ‖ / ‖J̃ᵀr̃/N‖ with J̃ the Jacobian of all
   logits and r̃ = softmax − onehot, on the clean probe and on its augmented copies. **Definition of
   "the run's subset restricted to the probe"**: the run's own selector (same ``selector``,
-  ``fraction``, ``proxy`` and ``per_class`` as the run, weights as in training) is re-run on the
-  probe's proxies from the *current* model, so (S, γ) is what the run would select if the probe
-  were its training set. (Intersecting the run's training-set subset with the probe was rejected:
+  ``fraction``, ``proxy`` and ``per_class`` as the run, weights as in training: the run's own
+  selection step ``coreaug.train.subsets.select_subset``) is re-run on the clean probe with the
+  *current* model, so (S, γ) is what the run would select if the probe were its training set. (Intersecting the run's training-set subset with the probe was rejected:
   its γ are cluster sizes over the whole class, so on ~N·fraction probe points ξ would mostly
   measure sampling noise, and there is no subset at epoch 0.) The baseline is a random subset of
   the probe with the same fraction and per-class budgets (unit weights). S is chosen on the clean
@@ -60,6 +60,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 import spectra
 from coreaug.errors import ConfigError
@@ -87,7 +88,7 @@ CSV_FIELDS: tuple[str, ...] = (
 )
 
 # derive_seed purposes (the training loop uses 0–3, label noise 7)
-_SEED_PROBE, _SEED_AUG, _SEED_SUBSET, _SEED_RANDOM = 101, 102, 103, 104
+_SEED_PROBE, _SEED_AUG, _SEED_RANDOM = 101, 102, 104
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,6 +370,19 @@ def read_diagnostics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+class _ProbeView(Dataset):
+    """The clean probe as a dataset of ``(x, y, position)`` items (what the selection step expects)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.targets = x, y
+
+    def __len__(self) -> int:
+        return int(self.targets.numel())
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.targets[i], i
+
+
 class TrainingDiagnostics:
     """Diagnostics of one run: decides when, computes (RNG-isolated, timed) and writes the files.
 
@@ -390,6 +404,7 @@ class TrainingDiagnostics:
                               f"lower --diagnostics-probe")
         self.rows: list[dict[str, Any]] = []
         self.probe: Probe | None = None
+        self._model: nn.Module | None = None
 
     def resume(self, start_epoch: int) -> None:
         """Keep the rows already written for epochs ≤ ``start_epoch`` (later ones are recomputed)."""
@@ -406,24 +421,16 @@ class TrainingDiagnostics:
         cfg = self.cfg
         if not cfg.uses_subset:
             return None, None
-        from coreaug.proxies import proxies_from_outputs
         from coreaug.select import select
         from coreaug.train.epoch_data import derive_seed
+        from coreaug.train.subsets import select_subset
+
+        probe = self.probe
 
         def pick(logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
-            # as coreaug.train.subsets.select_subset, on the probe's proxies
-            kw: dict[str, Any] = {"per_class": cfg.per_class}
-            seed = derive_seed(cfg.seed, epoch, _SEED_SUBSET) % 2**31
-            if cfg.selector == "random":
-                sel = select("random", labels=y, fraction=cfg.fraction, seed=seed, **kw)
-                return sel.indices, torch.ones(sel.indices.numel())
-            feats, losses = proxies_from_outputs(logits, y.to(logits.device), h, kind=cfg.proxy)
-            if cfg.selector == "coreset":
-                kw["normalize_weights"] = True
-            sel = select(cfg.selector, features=feats.cpu(), labels=y, losses=losses.cpu(), fraction=cfg.fraction,
-                         seed=seed, **kw)
-            w = sel.weights.float() if cfg.selector == "coreset" else torch.ones(sel.indices.numel())
-            return sel.indices, w
+            # exactly the run's selection step (proxy pass + selector + weights), with the probe as training set
+            state = select_subset(cfg, self._model, _ProbeView(probe.x, probe.y), epoch=epoch, device=self.device)
+            return state.indices, state.weights
 
         def rand(y: torch.Tensor):
             sel = select("random", labels=y, fraction=cfg.fraction, per_class=cfg.per_class,
@@ -440,6 +447,7 @@ class TrainingDiagnostics:
             if self.probe is None:
                 strong = self.views.get("strong") if self.cfg.strong_aug != "none" else None
                 self.probe = draw_probe(self.views["eval_train"], strong, self.n, seed=self.cfg.seed)
+            self._model = model
             pick, rand = self._selectors(epoch)
             row = {"epoch": epoch, **probe_diagnostics(model, self.probe, params=self.params, select_fn=pick,
                                                       random_fn=rand, batch_size=self.cfg.eval_batch_size)}
