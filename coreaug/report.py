@@ -187,18 +187,22 @@ def accuracy_vs_time_figure(runs: Sequence[dict[str, Any]]):
 
 
 def run_label(run: dict[str, Any]) -> str:
-    """A short legend label: ``<folder>: method[ selector fraction%]``."""
+    """A short legend label: ``method[ selector fraction%]``."""
     r = run["results"]
-    label = f"{Path(run['dir']).name}: {r.get('method')}"
+    label = str(r.get("method"))
     if r.get("selector"):
         label += f" {r.get('selector')} {100 * float(r.get('fraction') or 1.0):.0f}%"
     return label
 
 
 def diagnostics_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """All runs' diagnostics rows, with ``run`` (folder) and ``label`` columns (empty if none has any)."""
-    frames = [run["diagnostics"].assign(run=run["dir"], label=run_label(run))
-              for run in runs if not run.get("diagnostics", pd.DataFrame()).empty]
+    """All runs' diagnostics rows, with ``run`` (folder) and ``label`` columns (empty if none has any).
+
+    Labels are :func:`run_label`, with the folder name appended where two runs would share one."""
+    with_diag = [run for run in runs if not run.get("diagnostics", pd.DataFrame()).empty]
+    labels = [run_label(run) for run in with_diag]
+    labels = [f"{lab} ({Path(run['dir']).name})" if labels.count(lab) > 1 else lab for lab, run in zip(labels, with_diag)]
+    frames = [run["diagnostics"].assign(run=run["dir"], label=lab) for run, lab in zip(with_diag, labels)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

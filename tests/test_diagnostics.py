@@ -55,6 +55,14 @@ def stopped_run(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def fullaug_run(tmp_path_factory):
+    """A one-epoch full-aug run (no subset) with diagnostics; its results."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("diag_full") / "full-aug"
+    return d, train(tiny(method="full-aug", epochs=1, diagnostics_probe=30), d, quiet=True)
+
+
 def test_logged_spectrum_equals_spectra_on_checkpointed_model(stopped_run):
     rows = read_diagnostics(stopped_run)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
@@ -144,7 +152,7 @@ def test_xi_is_zero_for_the_whole_probe_with_unit_weights():
     # non-unit weights on the whole set do not align either (mean-gradient form: weights matter)
     w = torch.linspace(0.5, 1.5, n)
     out2 = probe_diagnostics(model, probe, select_fn=lambda z, h, y: (torch.arange(n), w), random_fn=None)
-    assert out2["xi_subset_clean"] > 1e-3
+    assert out2["xi_subset_clean"] > 1e-3 and "random_indices" not in out2
 
 
 def test_run_selector_at_fraction_one_selects_the_whole_probe(tmp_path):
@@ -190,9 +198,9 @@ def test_block_diagonal_gram_shortcut_is_exact():
     torch.testing.assert_close(spectrum_from_gram(None, G2, groups=y)["sigma"], spectra.svd_from_gram(G2).S)
 
 
-def test_full_aug_run_logs_spectrum_and_shift_but_no_xi(tmp_path):
-    res = train(tiny(method="full-aug", epochs=1, diagnostics_probe=30), tmp_path / "r", quiet=True)
-    df = pd.read_csv(tmp_path / "r" / "diagnostics.csv")
+def test_full_aug_run_logs_spectrum_and_shift_but_no_xi(fullaug_run):
+    d, res = fullaug_run
+    df = pd.read_csv(d / "diagnostics.csv")
     assert df["epoch"].tolist() == [0, 1]
     assert df["cond"].notna().all() and df["shift_bottom10"].notna().all() and df["angle_max_deg"].notna().all()
     for c in ("subset_size", "xi_subset_clean", "xi_random_clean", "xi_subset_aug", "xi_random_aug"):
@@ -250,11 +258,10 @@ def test_tensorboard_streams_metrics_and_diagnostics(tmp_path):
     assert "diagnostics/sigma" in acc.Tags()["histograms"] and "metrics/diagnostics_time" in tags
 
 
-def test_report_draws_diagnostics_per_run(tmp_path):
+def test_report_draws_diagnostics_per_run(fullaug_run, tmp_path):
     from coreaug.report import diagnostics_frame, load_run, write_report
 
-    full = tmp_path / "full-aug"
-    train(tiny(method="full-aug", epochs=1, diagnostics_probe=30), full, quiet=True)
+    full = fullaug_run[0]
     nodiag = tmp_path / "nodiag"
     train(tiny(epochs=1, diagnostics_every=0), nodiag, quiet=True)
     runs = [load_run(d) for d in (full, nodiag)]

@@ -63,8 +63,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import spectra
+from coreaug.data.base import stratified_indices
 from coreaug.errors import ConfigError
 from coreaug.io import write_text_atomic
+from coreaug.models import last_linear
+from coreaug.select import select
+from coreaug.train.checkpoint import rng_state, set_rng_state
+from coreaug.train.epoch_data import derive_seed, seed_everything
+from coreaug.train.subsets import Timer, select_subset
+from spectra.jacobian import eval_mode
 
 __all__ = [
     "CSV_FIELDS", "DIAGNOSTICS_CSV", "DIAGNOSTICS_JSONL", "PARAM_MODES", "Probe", "TrainingDiagnostics",
@@ -114,18 +121,12 @@ class _isolated_rng:
         self.seed = seed
 
     def __enter__(self):
-        from coreaug.train.checkpoint import rng_state
-
         self.state = rng_state()
         if self.seed is not None:
-            from coreaug.train.epoch_data import seed_everything
-
             seed_everything(self.seed)
         return self
 
     def __exit__(self, *exc):
-        from coreaug.train.checkpoint import set_rng_state
-
         set_rng_state(self.state)
         return False
 
@@ -136,9 +137,6 @@ def draw_probe(train_view, strong_view, n: int, *, seed: int) -> Probe:
 
     Global RNG states are left unchanged (the augmentations draw under their own seed).
     """
-    from coreaug.data.base import stratified_indices
-    from coreaug.train.epoch_data import derive_seed
-
     targets = torch.as_tensor(train_view.targets, dtype=torch.long)
     if n > targets.numel():
         raise ConfigError(f"diagnostics probe size {n} exceeds the {targets.numel()} training examples; "
@@ -163,9 +161,6 @@ def draw_probe(train_view, strong_view, n: int, *, seed: int) -> Probe:
 
 def _forward(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode, no-grad logits and penultimate embeddings (input of the classifier) of ``x``."""
-    from coreaug.models import last_linear
-    from spectra.jacobian import eval_mode
-
     fc = last_linear(model)
     captured: list[torch.Tensor] = []
     handle = fc.register_forward_hook(lambda _m, inp, _out: captured.append(inp[0].detach()))
@@ -260,8 +255,6 @@ def spectrum_from_gram(G_joint: torch.Tensor | None, G: torch.Tensor, *, r: int 
 def _head(model: nn.Module, x: torch.Tensor, logits_h: tuple[torch.Tensor, torch.Tensor], params: str):
     """(module, inputs) whose parameter Jacobian is the probe Jacobian for ``params``."""
     if params == "last":
-        from coreaug.models import last_linear
-
         return last_linear(model), logits_h[1]
     return model, x
 
@@ -279,7 +272,8 @@ def probe_diagnostics(
     """All diagnostics of ``model`` on ``probe`` (see the module docstring), as one dict.
 
     ``select_fn(logits, embedding, y) -> (indices, weights)`` picks the weighted subset on the clean
-    probe (positions 0..N−1); ``random_fn(y)`` the baseline; both ``None``: no ξ (full-data runs).
+    probe (positions 0..N−1), ``random_fn(y)`` the baseline (optional); ``select_fn=None``: no ξ
+    (full-data runs).
     Tensors in the result are CPU float64. The model is left unchanged (eval mode is restored).
     """
     if params not in PARAM_MODES:
@@ -319,11 +313,13 @@ def probe_diagnostics(
                 "xi_random_aug": None})
     if select_fn is not None:
         idx, w = select_fn(clean[0], clean[1], probe.y)
-        ridx, rw = random_fn(probe.y) if random_fn is not None else (idx, w)
-        subsets = {"subset": (idx.cpu().long(), w.cpu().double()), "random": (ridx.cpu().long(), rw.cpu().double())}
-        out.update({"subset_size": int(idx.numel()), "random_size": int(ridx.numel()),
-                    "subset_indices": idx.cpu().long(), "subset_weights": w.cpu().double(),
-                    "random_indices": ridx.cpu().long()})
+        subsets = {"subset": (idx.cpu().long(), w.cpu().double())}
+        out.update({"subset_size": int(idx.numel()), "subset_indices": idx.cpu().long(),
+                    "subset_weights": w.cpu().double()})
+        if random_fn is not None:
+            ridx, rw = random_fn(probe.y)
+            subsets["random"] = (ridx.cpu().long(), rw.cpu().double())
+            out.update({"random_size": int(ridx.numel()), "random_indices": ridx.cpu().long()})
         for tag, (logits_h, xs) in {"clean": (clean, probe.x), "aug": (aug, probe.x_aug)}.items():
             if logits_h is None:
                 continue
@@ -331,10 +327,9 @@ def probe_diagnostics(
             op = spectra.JacobianOperator(mod, inp, params=pspec, dtype=torch.float64, chunk_size=batch_size)
             resid = spectra.residuals(logits_h[0].double(), y, kind="ce")
             rows = {r["name"]: r for r in spectra.alignment_errors(op, resid, subsets, scale="mean")}
-            out[f"xi_subset_{tag}"] = rows["subset"]["xi_relative"]
-            out[f"xi_random_{tag}"] = rows["random"]["xi_relative"]
-            out[f"xi_abs_subset_{tag}"] = rows["subset"]["xi"]
-            out[f"xi_abs_random_{tag}"] = rows["random"]["xi"]
+            for name in subsets:
+                out[f"xi_{name}_{tag}"] = rows[name]["xi_relative"]
+                out[f"xi_abs_{name}_{tag}"] = rows[name]["xi"]
     return out
 
 
@@ -421,10 +416,6 @@ class TrainingDiagnostics:
         cfg = self.cfg
         if not cfg.uses_subset:
             return None, None
-        from coreaug.select import select
-        from coreaug.train.epoch_data import derive_seed
-        from coreaug.train.subsets import select_subset
-
         probe = self.probe
 
         def pick(logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
@@ -441,8 +432,6 @@ class TrainingDiagnostics:
 
     def run(self, model: nn.Module, epoch: int) -> dict[str, Any]:
         """Diagnose ``model`` (after ``epoch`` epochs), append the row, rewrite both files; return the row."""
-        from coreaug.train.subsets import Timer
-
         with Timer(self.device) as t, _isolated_rng():
             if self.probe is None:
                 strong = self.views.get("strong") if self.cfg.strong_aug != "none" else None
