@@ -44,3 +44,74 @@ def test_torchrun_two_gloo_processes(tmp_path):
     diag = [json.loads(line) for line in (out / "diagnostics.jsonl").read_text().splitlines()]
     assert [d["epoch"] for d in diag] == [0, 2] and all(d["cond"] > 1 and d["subset_size"] for d in diag)
     assert res["diagnostics_time_total"] > 0
+
+
+def _sharded_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One rank of the sharded selection: gloo group, same model and data as the parent."""
+    import torch
+    import torch.distributed as dist
+
+    from coreaug.train.distributed import DistContext
+    from coreaug.train.subsets import select_subset
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        ctx = DistContext(True, rank, world, rank, torch.device("cpu"))
+        ds, model = _sharded_setup()
+        results = {name: select_subset(cfg, model, ds, epoch=1, device=torch.device("cpu"), ctx=ctx).to_dict()
+                   for name, cfg in _sharded_configs().items()}
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _sharded_setup():
+    import torch
+
+    from coreaug.data.base import TensorDataset
+    from coreaug.models import build_model
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.full((k,), c) for c, k in enumerate([90, 70, 50, 31, 20])])  # 261: uneven shards
+    y = y[torch.randperm(y.numel(), generator=gen)]
+    x = torch.randn(y.numel(), 1, 8, 8, generator=gen) + 0.3 * y[:, None, None, None].float()
+    torch.manual_seed(0)
+    return TensorDataset(x, y), build_model("cnn", 5, in_channels=1, image_size=8)
+
+
+def _sharded_configs():
+    from coreaug.train.config import TrainConfig
+
+    base = {"model": "cnn", "device": "cpu", "fraction": 0.1, "eval_batch_size": 16}
+    return {
+        "equal-ceil": TrainConfig(**base),
+        "proportional-pool": TrainConfig(**base, per_class="proportional", proxy_pool=0.5),
+        "none": TrainConfig(**base, per_class="none"),
+        "maxloss-pool": TrainConfig(**base, selector="maxloss", proxy_pool=0.25),
+        "weight-proxy": TrainConfig(**base, proxy="weight", method="random+aug-subset"),
+    }
+
+
+def test_sharded_selection_on_two_gloo_ranks_equals_single_process(tmp_path):
+    """Each rank runs the proxy pass on its strided shard, classes are split for the greedy, and
+    both ranks end with exactly the single-process (S, γ)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    from coreaug.train.subsets import select_subset
+
+    # fork: the children inherit the imported modules (seconds instead of a fresh interpreter each)
+    mp.start_processes(_sharded_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
+    ds, model = _sharded_setup()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for name, cfg in _sharded_configs().items():
+        ref = select_subset(cfg, model, ds, epoch=1, device=torch.device("cpu")).to_dict()
+        for res in ranks:
+            got = res[name]
+            assert torch.equal(got["indices"], ref["indices"]), name
+            assert torch.equal(got["weights"], ref["weights"]), name
+            assert (got["random_main"] is None) == (ref["random_main"] is None)
+            if ref["random_main"] is not None:
+                assert torch.equal(got["random_main"], ref["random_main"])

@@ -113,3 +113,41 @@ def test_bad_input():
     with pytest.raises(InputError):
         compute_proxies(model, _data(classes=5))
     assert model.training  # restored on error too
+
+
+def test_in_memory_fast_path_and_positions_match_the_loader_path_and_autograd():
+    from coreaug.data.base import TensorDataset
+
+    torch.manual_seed(0)
+    model = build_model("cnn", 5, in_channels=1, image_size=8)
+    ds = _data(n=30)
+    mem = ds.materialize(lambda im: im.float() / 255.0)  # the loop's materialised eval view
+    assert isinstance(mem, TensorDataset)
+    gb, gw, losses = _autograd_grads(model, ds)
+    for kind, ref in (("bias", gb), ("weight", gw)):
+        a = compute_proxies(model, ds, kind=kind, batch_size=8)  # DataLoader path
+        b = compute_proxies(model, mem, kind=kind, batch_size=8)  # sliced path
+        assert torch.allclose(b.features, ref, atol=1e-6) and torch.allclose(b.losses, losses, atol=1e-5)
+        assert torch.equal(a.features, b.features) and torch.equal(a.losses, b.losses)
+        assert torch.equal(a.labels, b.labels) and torch.equal(a.indices, b.indices)
+    pos = torch.tensor([29, 3, 17, 0, 8, 11, 4])
+    for d in (ds, mem):
+        p = compute_proxies(model, d, kind="bias", batch_size=3, indices=pos)
+        assert torch.equal(p.indices, pos) and torch.equal(p.labels, ds.targets[pos])
+        assert torch.allclose(p.features, gb[pos], atol=1e-6) and torch.allclose(p.losses, losses[pos], atol=1e-5)
+
+
+def test_default_batch_and_out_device_and_nonfinite_check_after_the_pass():
+    model = build_model("mlp", 5, in_channels=1, image_size=8)
+    ds = _data(n=300)
+    p = compute_proxies(model, ds, out_device=None)  # auto batch (128 on CPU): 3 batches
+    assert p.features.shape == (300, 5) and p.features.device.type == "cpu"
+    assert torch.equal(p.features, compute_proxies(model, ds, batch_size=300).features)
+    with torch.no_grad():
+        last_linear(model).bias[0] = float("nan")
+    model.train()
+    with pytest.raises(InputError, match="NaN"):
+        compute_proxies(model, ds)
+    assert model.training
+    with pytest.raises(InputError, match="empty"):
+        compute_proxies(model, ds, indices=[])

@@ -125,9 +125,12 @@ def test_dense_and_chunked_give_same_selection():
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(300, 5, generator=gen)
     y = torch.randint(0, 3, (300,), generator=gen)
-    a = facility_location(x, y, 0.2)
-    b = facility_location(x, y, 0.2, memory_budget=0, chunk_bytes=10_000)
+    a = facility_location(x, y, 0.2, greedy="lazy")
+    b = facility_location(x, y, 0.2, greedy="lazy", memory_budget=0, chunk_bytes=10_000)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
+    # the default engine: dense batched vs streamed (float32 ties may differ; objective may not)
+    c = facility_location(x, y, 0.2, memory_budget=0)
+    assert facility_location_objective(x, c.indices, y) == pytest.approx(facility_location_objective(x, a.indices, y), rel=1e-6)
 
 
 def test_per_class_selection_equals_selection_inside_each_class():

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalize-weights", action="store_true", help="coreset weights to mean 1 (official)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed (fresh model init, random/stochastic selection)")
-    parser.add_argument("--batch-size", type=int, default=512, help="proxy-pass batch size")
+    parser.add_argument("--batch-size", type=int, default=None, help="proxy-pass batch size (default: 128 on CPU, 1024 on CUDA)")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers for the proxy pass")
 
 

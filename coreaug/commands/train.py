@@ -29,9 +29,20 @@ _FLAG_FIELDS = {
     "device": "device", "label_noise": "label_noise", "data_root": "data_root", "weights": "weights",
     "proxy": "proxy", "per_class": "per_class", "aug_weight": "aug_weight", "num_workers": "num_workers",
     "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones", "threads": "threads",
+    "eval_batch_size": "eval_batch_size", "proxy_pool": "proxy_pool",
     "diagnostics_every": "diagnostics_every", "diagnostics_probe": "diagnostics_probe",
     "diagnostics_params": "diagnostics_params",
 }
+
+
+def _int_or_auto(text: str) -> int | str:
+    """argparse type for flags taking a non-negative integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--selector", help=f"subset selector: {', '.join(SELECTORS)}")
     g.add_argument("--fraction", type=float, help="subset fraction s in (0, 1]")
     g.add_argument("--reselect-every", type=int, help="R: re-select the subset every R epochs")
+    g.add_argument("--proxy-pool", type=float, metavar="F",
+                   help="proxy pass on a fresh stratified random pool of F·n points per reselection "
+                        "(0 < F <= 1; default 1 = all n, the paper's protocol)")
     g.add_argument("--proxy", choices=("bias", "weight"), help="gradient proxy for the coreset")
     g.add_argument("--per-class", choices=PER_CLASS, help="per-class budget mode")
     g.add_argument("--aug-weight", choices=("one", "gamma"), help="loss weight of the appended strong copies")
@@ -73,8 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("execution")
     g.add_argument("--device", help="auto|cpu|cuda|cuda:N (default: the preset's, else auto)")
     g.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA (ignored on CPU)")
-    g.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-    g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: the preset's, else torch's)")
+    g.add_argument("--num-workers", type=_int_or_auto, metavar="N|auto",
+                   help="DataLoader worker processes (default auto: 0 on CPU, min(8, cores) on CUDA)")
+    g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: the cores this process may "
+                                               "use; on a shared machine pass e.g. --threads 1)")
+    g.add_argument("--eval-batch-size", type=_int_or_auto, metavar="N|auto",
+                   help="inference batch of the proxy pass and evaluation (default auto: 128 on CPU, 1024 on CUDA)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     g = parser.add_argument_group("spectral diagnostics (RUN_DIR/diagnostics.csv; see README)")
     g.add_argument("--diagnostics-every", type=int, metavar="K",
@@ -128,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         f"{status}: {cfg.method}"
         + (f" ({cfg.selector}, {cfg.fraction:g})" if cfg.uses_subset else "")
         + f" final test acc {results['final_test_acc']:.4f}, best {results['best_test_acc']:.4f}, "
-        f"train+selection {results['wall_clock_total']:.1f}s, total {time.perf_counter() - t0:.1f}s -> {out}"
+        f"train+selection {results['wall_clock_total']:.1f}s (selection {100 * results.get('selection_share', 0.0):.1f}%), "
+        f"total {time.perf_counter() - t0:.1f}s -> {out}"
     )
     return 0
 

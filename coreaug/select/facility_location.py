@@ -22,6 +22,18 @@ like the official code):
 * ``"stochastic"`` (Mirzasoleiman et al. 2015, "Lazier than lazy greedy"): each step evaluates a
   uniform sample of ``⌈(n/k) · ln(1/ε)⌉`` remaining candidates and takes the best;
   ``E[F(S)] ≥ (1 − 1/e − ε)·OPT`` at ``O(n · ln(1/ε))`` evaluations per class in total.
+
+and the engine used by default (``"auto"``), exact like naive/lazy but batched over classes and run
+on the features' device (:mod:`coreaug.select.engine`, :mod:`coreaug.select.streamed`):
+
+* ``"incremental"``: classes of similar size stacked into one padded ``(C, m, m)`` tensor, gains
+  updated only where coverage changed (``Σ_t |D_t| ≈ 4–5 n`` rows per run); the CPU default.
+* ``"sweep"``: the same batches, gains recomputed from the coverage every step with no host sync
+  inside the loop; the CUDA default.
+* a class whose dense matrix exceeds ``memory_budget`` (e.g. ``per_class="none"`` on a large set,
+  or a class of ≥ 16,385 points) runs the exact *streamed* greedy instead: similarity tiles
+  recomputed on the fly, ``O(n)`` memory; ``knn=K`` swaps in the approximate sparse
+  K-nearest-neighbour similarity for every class.
 """
 
 from __future__ import annotations
@@ -36,16 +48,27 @@ from coreaug.device import resolve_device
 from coreaug.errors import SelectionError
 from coreaug.select.base import Selection, as_features, as_labels, classes_and_members, resolve_total_budget
 from coreaug.select.budgets import PER_CLASS_MODES, check_explicit_budgets, class_budgets
+from coreaug.select.engine import build_batch, counts_from_assign, default_step_rule, greedy_batch, plan_batches
 from coreaug.select.similarity import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MEMORY_BUDGET,
     SIMILARITIES,
     SimilarityKernel,
 )
+from coreaug.select.streamed import knn_greedy, streamed_greedy
 
-__all__ = ["GREEDY_METHODS", "facility_location", "greedy_facility_location", "facility_location_objective", "cpu_threads"]
+__all__ = [
+    "GREEDY_METHODS",
+    "DEFAULT_BATCH_BYTES",
+    "facility_location",
+    "greedy_facility_location",
+    "facility_location_objective",
+    "cpu_threads",
+]
 
-GREEDY_METHODS: tuple[str, ...] = ("lazy", "naive", "stochastic")
+GREEDY_METHODS: tuple[str, ...] = ("auto", "incremental", "sweep", "lazy", "naive", "stochastic")
+ENGINE_METHODS: tuple[str, ...] = ("auto", "incremental", "sweep")  # batched, on the features' device
+DEFAULT_BATCH_BYTES = 256 << 20  # padded (C, m, m) similarity tensor of one batch of classes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,19 +169,33 @@ def greedy_facility_location(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     force_dense: bool | None = None,
     threads: int | None = 1,
+    knn: int | None = None,
 ) -> dict[str, Any]:
     """Greedy facility location on one ground set (no classes, no validation of ``features``).
 
     Returns a dict with ``order`` (LongTensor of picks in greedy order, on CPU), ``counts``
     (cluster size of each pick, same order: points whose most similar pick it is; ties → the
     earlier pick), ``objective`` (F(S) as a float) and ``dense`` (whether the n×n matrix was held).
-    ``threads`` applies to the lazy / stochastic loops only (see :func:`cpu_threads`).
+    ``threads`` applies to the greedy loops only (see :func:`cpu_threads`). ``greedy`` and ``knn``
+    as in :func:`facility_location` (``force_dense=False`` selects the streamed engine).
     """
     if greedy not in GREEDY_METHODS:
         raise SelectionError(f"unknown greedy method {greedy!r}; choose one of: {', '.join(GREEDY_METHODS)}")
     n = int(features.shape[0])
     if not 1 <= k <= n:
         raise SelectionError(f"budget {k} must be between 1 and the ground-set size {n}")
+    if greedy in ENGINE_METHODS or knn is not None:
+        if similarity not in SIMILARITIES:
+            raise SelectionError(f"unknown similarity {similarity!r}; choose one of: {', '.join(SIMILARITIES)}")
+        itemsize = torch.finfo(features.dtype).bits // 8
+        dense = n * n * itemsize <= memory_budget if force_dense is None else bool(force_dense)
+        with torch.no_grad():
+            (order, counts, obj), = _engine_classes(
+                features, [torch.arange(n)], [int(k)], greedy=greedy, similarity=similarity, knn=knn,
+                memory_budget=memory_budget if dense else -1, batch_bytes=max(memory_budget, n * n * itemsize),
+                chunk_bytes=chunk_bytes, threads=threads,
+            )
+        return {"order": order, "counts": counts, "objective": obj, "dense": dense and knn is None, "evaluations": None}
     kernel = SimilarityKernel(
         features, similarity, memory_budget=memory_budget, chunk_bytes=chunk_bytes, force_dense=force_dense
     )
@@ -215,7 +252,7 @@ def facility_location(
     *,
     num_classes: int | None = None,
     per_class: str = "proportional",
-    greedy: str = "lazy",
+    greedy: str = "auto",
     similarity: str = "exp",
     normalize_weights: bool = False,
     seed: int = 0,
@@ -226,6 +263,8 @@ def facility_location(
     lazy_batch: int = 16,
     dtype: torch.dtype = torch.float32,
     threads: int | None = 1,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    knn: int | None = None,
 ) -> Selection:
     """Per-class facility-location coreset with cluster-size weights.
 
@@ -240,12 +279,17 @@ def facility_location(
         per_class: ``"proportional"`` (default; exact total, ≥ 1 per class when B allows),
             ``"equal"`` (exact total, even split), ``"equal-ceil"`` (official ``ceil(B/C)``; the
             total may exceed B), or ``"none"`` (one pool). See :mod:`coreaug.select.budgets`.
-        greedy: ``"lazy"`` (default), ``"naive"`` (reference, ``O(k n²)``) or ``"stochastic"``.
+        greedy: ``"auto"`` (default: the batched exact engine on ``device`` — ``"incremental"`` on
+            CPU, ``"sweep"`` on CUDA — and the streamed exact greedy for classes over
+            ``memory_budget``), ``"incremental"``, ``"sweep"``, or the per-class loops ``"lazy"``
+            (the previous default, same picks up to ties), ``"naive"`` (reference, ``O(k n²)``) and
+            ``"stochastic"`` (these three loop over classes in Python and sync every step).
         similarity: ``"exp"`` (default: ``exp(−‖g_i − g_j‖/d)``, official parity) or ``"maxdist"``
             (CRAIG: ``max dist − dist``). See :mod:`coreaug.select.similarity`.
         normalize_weights: rescale weights to mean 1 over the whole coreset (official code).
         seed: seeds stochastic greedy (lazy and naive are deterministic).
-        device: where to compute (``None``: the features' device; ``"auto"`` picks CUDA if present).
+        device: where to compute (``None``: the features' device, so CUDA proxies stay on CUDA;
+            ``"auto"`` picks CUDA if present). The result is always on the CPU.
         memory_budget: bytes a class's dense ``n_c × n_c`` similarity matrix may take
             (float32: ``4 n_c²``; default 1 GiB, i.e. up to 16,384 points per class). Larger classes
             recompute similarity rows on demand with ``O(chunk_bytes)`` temporaries instead
@@ -253,9 +297,15 @@ def facility_location(
         chunk_bytes, epsilon, lazy_batch: chunk size of streamed passes; stochastic-greedy ε;
             candidates re-evaluated per lazy round.
         dtype: compute dtype (float32 default; float64 for exactness tests).
-        threads: CPU intra-op threads inside the lazy / stochastic greedy loops (default 1,
-            restored afterwards; see :func:`cpu_threads` for why); similarity building and the
-            naive greedy keep torch's setting (they are large, threadable ops). ``None``: never touch it.
+        threads: CPU intra-op threads inside the greedy loops (default 1, restored afterwards; see
+            :func:`cpu_threads` for why); similarity building and the naive greedy keep torch's
+            setting (they are large, threadable ops). ``None``: never touch it.
+        batch_bytes: engine only — classes of similar size are stacked while their padded
+            ``(C, m, m)`` similarity tensor fits this many bytes (default 256 MiB; a single class
+            may take up to ``memory_budget``). Larger → fewer, bigger tensor ops per step.
+        knn: engine only — if set, replace the similarity by its sparse ``knn``-nearest-neighbour
+            version (**approximate**; ``O(n·knn)`` memory, one streamed pass to build; weights and
+            ``objective`` still use the exact similarity). See :mod:`coreaug.select.streamed`.
 
     Returns:
         :class:`Selection` with ``indices`` sorted ascending (positions into ``features``) and
@@ -289,22 +339,36 @@ def facility_location(
     x = x.to(device=dev, dtype=dtype)
     gen = torch.Generator().manual_seed(int(seed))
     picked, weights, orders, objectives = [], [], [], []
-    for c, mem, k in zip(classes, members, budgets):
-        if k == 0:
+    if greedy in ENGINE_METHODS or knn is not None:
+        with torch.no_grad():
+            per_class_results = _engine_classes(
+                x, members, budgets, greedy=greedy, similarity=similarity, knn=knn, memory_budget=memory_budget,
+                batch_bytes=batch_bytes, chunk_bytes=chunk_bytes, threads=threads,
+            )
+    else:
+        per_class_results = []
+        for mem, k in zip(members, budgets):
+            if k == 0:
+                per_class_results.append(None)
+                continue
+            res = greedy_facility_location(
+                x.index_select(0, mem.to(dev)), k, greedy=greedy, similarity=similarity, epsilon=epsilon,
+                lazy_batch=lazy_batch, generator=gen, memory_budget=memory_budget, chunk_bytes=chunk_bytes,
+                threads=threads,
+            )
+            per_class_results.append((res["order"], res["counts"], res["objective"]))
+    for mem, res in zip(members, per_class_results):
+        if res is None:
             orders.append([])
             objectives.append(0.0)
             continue
-        res = greedy_facility_location(
-            x.index_select(0, mem.to(dev)), k, greedy=greedy, similarity=similarity, epsilon=epsilon,
-            lazy_batch=lazy_batch, generator=gen, memory_budget=memory_budget, chunk_bytes=chunk_bytes,
-            threads=threads,
-        )
-        glob = mem[res["order"]]
+        order, counts, objective = res
+        glob = mem[order]
         picked.append(glob)
-        w = res["counts"].to(torch.float32)
+        w = counts.to(torch.float32)
         weights.append(torch.where(w == 0, torch.ones_like(w), w))
         orders.append(glob.tolist())
-        objectives.append(res["objective"])
+        objectives.append(objective)
     idx = torch.cat(picked)
     w = torch.cat(weights)
     if normalize_weights:
@@ -322,6 +386,63 @@ def facility_location(
         "greedy_order": orders,
     }
     return Selection(indices=idx[perm].contiguous(), weights=w[perm].contiguous(), info=info)
+
+
+def _engine_classes(
+    x: torch.Tensor,
+    members: list[torch.Tensor],
+    budgets: list[int],
+    *,
+    greedy: str,
+    similarity: str,
+    knn: int | None,
+    memory_budget: int,
+    batch_bytes: int,
+    chunk_bytes: int,
+    threads: int | None,
+) -> list[tuple[torch.Tensor, torch.Tensor, float] | None]:
+    """Per class ``(order, counts, objective)`` (CPU tensors; ``None`` for a zero budget) from the
+    batched dense engine, the streamed exact greedy (classes over ``memory_budget``) or kNN.
+
+    ``x`` is already on the compute device; class members are CPU positions into it.
+    """
+    dev = x.device
+    if knn is not None and (isinstance(knn, bool) or int(knn) < 1):
+        raise SelectionError(f"knn must be a positive number of neighbours, got {knn!r}")
+    rule = default_step_rule(dev) if greedy == "auto" else greedy
+    if rule not in ("incremental", "sweep"):
+        rule = default_step_rule(dev)
+    itemsize = torch.finfo(x.dtype).bits // 8
+    out: list[tuple[torch.Tensor, torch.Tensor, float] | None] = [None] * len(members)
+    todo = [c for c, k in enumerate(budgets) if k > 0]
+    dense = [c for c in todo if knn is None and int(members[c].numel()) ** 2 * itemsize <= memory_budget]
+    sizes = [int(members[c].numel()) for c in dense]
+    for group in plan_batches(sizes, itemsize, batch_bytes):
+        cls = [dense[g] for g in group]
+        batch = build_batch([x.index_select(0, members[c].to(dev)) for c in cls], similarity)
+        ks = [budgets[c] for c in cls]
+        with cpu_threads(threads, dev):
+            order, assign, cur = greedy_batch(batch, ks, rule=rule, chunk_bytes=chunk_bytes)
+        valid = batch.valid
+        counts = counts_from_assign(assign, valid, order.shape[1])
+        objs = torch.where(valid, cur, torch.zeros_like(cur)).double().sum(dim=1)
+        del batch
+        order, counts, objs = order.cpu(), counts.cpu(), objs.tolist()  # one transfer per batch
+        for i, c in enumerate(cls):
+            out[c] = (order[i, : ks[i]].clone(), counts[i, : ks[i]].clone(), float(objs[i]))
+    for c in todo:
+        if out[c] is not None:
+            continue
+        xc = x.index_select(0, members[c].to(dev))
+        k = budgets[c]
+        with cpu_threads(threads, dev):
+            if knn is not None:
+                order, assign, cur, _ = knn_greedy(xc, k, int(knn), similarity)
+            else:
+                order, assign, cur = streamed_greedy(xc, k, similarity)
+        counts = torch.bincount(assign, minlength=k)
+        out[c] = (order.cpu(), counts.cpu(), float(cur.double().sum()))
+    return out
 
 
 def _budgets(budget_or_fraction: Any, members: list[torch.Tensor], classes: list[int], per_class: str, n: int) -> list[int]:

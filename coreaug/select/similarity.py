@@ -33,11 +33,40 @@ import torch
 
 from coreaug.errors import SelectionError
 
-__all__ = ["SIMILARITIES", "SimilarityKernel", "DEFAULT_MEMORY_BUDGET", "DEFAULT_CHUNK_BYTES"]
+__all__ = [
+    "SIMILARITIES",
+    "SimilarityKernel",
+    "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_CHUNK_BYTES",
+    "augmented_factors",
+    "distances_to_similarities_",
+]
 
 SIMILARITIES: tuple[str, ...] = ("exp", "maxdist")
 DEFAULT_MEMORY_BUDGET = 1 << 30  # 1 GiB: a dense float32 matrix for up to 16,384 points
 DEFAULT_CHUNK_BYTES = 64 << 20  # temporaries of the chunked passes
+
+
+def augmented_factors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(left, right_t)`` with ``left[i] · right_t[:, j] = ‖x_i − x_j‖²`` (before clamping).
+
+    ``x`` is centred first (distances unchanged, smaller norms → less cancellation); then
+    ``left = [x, ‖x‖², 1]`` and ``right_t = [−2x, 1, ‖x‖²]ᵀ``, so one matmul gives every squared
+    distance of a block of rows. Shapes ``(n, D + 2)`` and ``(D + 2, n)``.
+    """
+    xc = x - x.mean(dim=0, keepdim=True)
+    sq = (xc * xc).sum(dim=1)
+    ones = torch.ones_like(sq)[:, None]
+    left = torch.cat([xc, sq[:, None], ones], dim=1).contiguous()
+    right_t = torch.cat([-2.0 * xc, ones, sq[:, None]], dim=1).T.contiguous()
+    return left, right_t
+
+
+def distances_to_similarities_(d: torch.Tensor, similarity: str, *, dim: int, max_dist: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Distances → similarities, in place: ``exp(−d / dim)`` or ``max_dist − d``."""
+    if similarity == "exp":
+        return d.mul_(-1.0 / dim).exp_()
+    return d.neg_().add_(max_dist)
 
 
 class SimilarityKernel:

@@ -44,6 +44,9 @@ OPTIMIZERS: tuple[str, ...] = ("sgd",)
 _HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size", "notes", "data_root",
                             # diagnostics only observe the run (RNG-isolated; coreaug.train.diagnostics)
                             "diagnostics_every", "diagnostics_probe", "diagnostics_params"})
+# Fields added after runs were first written: left out of the hash while they hold their default,
+# so the checkpoints of those runs still resume.
+_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"proxy_pool": 1.0}
 
 
 @dataclass
@@ -64,6 +67,9 @@ class TrainConfig:
     selector: str = "coreset"
     fraction: float = 0.3  # subset size |S| = int(fraction · n)  (PAPER.md §3: B = int(s·n))
     reselect_every: int = 1  # R: recompute proxies and re-select every R epochs, from epoch 0
+    # F in (0, 1]: each reselection runs the proxy pass on a fresh stratified random pool of F·n
+    # points and selects from it (1 = all n, the paper's protocol; see coreaug.train.subsets)
+    proxy_pool: float = 1.0
     proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (PAPER.md §3.2)
     # per-class budgets (PAPER.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
     # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
@@ -90,9 +96,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
-    num_workers: int = 0
-    threads: int | None = None  # torch intra-op CPU threads during the run (None: leave torch's setting)
-    eval_batch_size: int = 512
+    # DataLoader workers: "auto" = 0 on CPU, min(8, available cores) on CUDA (pinned, persistent)
+    num_workers: int | str = "auto"
+    # torch intra-op CPU threads during the run (None: the cores this process may use, divided among
+    # torchrun's local processes, unless OMP_NUM_THREADS is set; see coreaug.device.default_threads)
+    threads: int | None = None
+    # inference batch of the proxy pass and evaluation: "auto" = 128 on CPU, 1024 on CUDA
+    eval_batch_size: int | str = "auto"
     notes: str = ""
     # spectral diagnostics during training (coreaug.train.diagnostics): every K epochs (0 = off) on a
     # probe of N stratified training examples, Jacobian w.r.t. the classifier ("last") or "all" parameters
@@ -107,7 +117,8 @@ class TrainConfig:
 
     def hash(self) -> str:
         """A short stable hash of the fields that determine the result (checked on ``--resume``)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED}
+        d = {k: v for k, v in self.to_dict().items() if k not in _HASH_EXCLUDED
+             and not (k in _HASH_OMITTED_AT_DEFAULT and v == _HASH_OMITTED_AT_DEFAULT[k])}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -163,10 +174,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs!r}")
     if number("batch_size", cfg.batch_size, integer=True) < 1:
         raise ConfigError(f"batch size must be >= 1, got {cfg.batch_size!r}")
-    if number("eval_batch_size", cfg.eval_batch_size, integer=True) < 1:
-        raise ConfigError(f"eval batch size must be >= 1, got {cfg.eval_batch_size!r}")
-    if number("num_workers", cfg.num_workers, integer=True) < 0:
-        raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers!r}")
+    if cfg.eval_batch_size != "auto" and number("eval_batch_size", cfg.eval_batch_size, integer=True) < 1:
+        raise ConfigError(f"eval batch size must be 'auto' or >= 1, got {cfg.eval_batch_size!r}")
+    if cfg.num_workers != "auto" and number("num_workers", cfg.num_workers, integer=True) < 0:
+        raise ConfigError(f"num_workers must be 'auto' or >= 0, got {cfg.num_workers!r}")
+    if not 0.0 < number("proxy_pool", cfg.proxy_pool) <= 1.0:
+        raise ConfigError(f"proxy pool fraction must be in (0, 1], got {cfg.proxy_pool!r}")
     if number("lr", cfg.lr) <= 0:
         raise ConfigError(f"learning rate must be > 0, got {cfg.lr!r}")
     if not 0.0 <= number("momentum", cfg.momentum) < 1.0:
@@ -201,7 +214,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     # normalise types after validation (YAML may give floats for ints)
     cfg.dataset, cfg.model = str(cfg.dataset).lower(), str(cfg.model).lower()
     cfg.reselect_every, cfg.epochs, cfg.batch_size = int(cfg.reselect_every), int(cfg.epochs), int(cfg.batch_size)
-    cfg.eval_batch_size, cfg.num_workers, cfg.seed = int(cfg.eval_batch_size), int(cfg.num_workers), int(cfg.seed)
+    if cfg.eval_batch_size != "auto":
+        cfg.eval_batch_size = int(cfg.eval_batch_size)
+    if cfg.num_workers != "auto":
+        cfg.num_workers = int(cfg.num_workers)
+    cfg.seed, cfg.proxy_pool = int(cfg.seed), float(cfg.proxy_pool)
     cfg.fraction, cfg.lr, cfg.label_noise = float(cfg.fraction), float(cfg.lr), float(cfg.label_noise)
     cfg.milestones = ms
     return cfg

@@ -60,10 +60,10 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 import spectra
-from coreaug.data.base import stratified_indices
+from coreaug.data.base import TensorDataset, stratified_indices
+from coreaug.device import resolve_eval_batch_size
 from coreaug.errors import ConfigError
 from coreaug.io import write_text_atomic
 from coreaug.models import last_linear
@@ -365,19 +365,6 @@ def read_diagnostics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-class _ProbeView(Dataset):
-    """The clean probe as a dataset of ``(x, y, position)`` items (what the selection step expects)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        self.x, self.targets = x, y
-
-    def __len__(self) -> int:
-        return int(self.targets.numel())
-
-    def __getitem__(self, i: int):
-        return self.x[i], self.targets[i], i
-
-
 class TrainingDiagnostics:
     """Diagnostics of one run: decides when, computes (RNG-isolated, timed) and writes the files.
 
@@ -420,7 +407,8 @@ class TrainingDiagnostics:
 
         def pick(logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
             # exactly the run's selection step (proxy pass + selector + weights), with the probe as training set
-            state = select_subset(cfg, self._model, _ProbeView(probe.x, probe.y), epoch=epoch, device=self.device)
+            # (single process: under DDP only rank 0 diagnoses, so no collective selection here)
+            state = select_subset(cfg, self._model, TensorDataset(probe.x, probe.y), epoch=epoch, device=self.device)
             return state.indices, state.weights
 
         def rand(y: torch.Tensor):
@@ -438,8 +426,9 @@ class TrainingDiagnostics:
                 self.probe = draw_probe(self.views["eval_train"], strong, self.n, seed=self.cfg.seed)
             self._model = model
             pick, rand = self._selectors(epoch)
+            batch = resolve_eval_batch_size(self.cfg.eval_batch_size, self.device)
             row = {"epoch": epoch, **probe_diagnostics(model, self.probe, params=self.params, select_fn=pick,
-                                                      random_fn=rand, batch_size=self.cfg.eval_batch_size)}
+                                                      random_fn=rand, batch_size=batch)}
             row["probe_indices"] = self.probe.indices
             row = {k: _jsonable(v) for k, v in row.items()}
         row["time"] = t.elapsed  # computing only; the two small file writes below are not counted

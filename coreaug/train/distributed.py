@@ -1,8 +1,10 @@
 """DistributedDataParallel plumbing for ``torchrun``: detect, initialise, broadcast, clean up.
 
 Under ``torchrun --nproc_per_node K`` each process sees ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``.
-The process group uses NCCL on CUDA and gloo on CPU. Selection runs on rank 0 and is broadcast
-(:func:`broadcast_object`), only rank 0 writes files (:attr:`DistContext.is_main`).
+The process group uses NCCL on CUDA and gloo on CPU. Selection is shared: every rank runs the proxy
+pass on its strided shard, the shards are gathered (:func:`gather_strided`), classes are split
+across ranks for the greedy and the results all-gathered, so every rank holds the same (S, γ)
+(:mod:`coreaug.train.subsets`). Only rank 0 writes files (:attr:`DistContext.is_main`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ def all_gather_object(obj: Any, ctx: DistContext) -> list[Any]:
         return [obj]
     out: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(out, obj)
+    return out
+
+
+def gather_strided(local: torch.Tensor, total: int, ctx: DistContext) -> torch.Tensor:
+    """Undo a strided shard: rank ``r`` holds rows ``r, r + W, r + 2W, …`` of a ``total``-row
+    tensor; return the whole tensor on every rank (one padded ``all_gather`` of tensors, on
+    ``local``'s device — CUDA tensors under NCCL, CPU tensors under gloo)."""
+    if not ctx.enabled:
+        return local
+    world = ctx.world_size
+    rows = -(-total // world)
+    if local.shape[0] != len(range(ctx.rank, total, world)):
+        raise ValueError(f"rank {ctx.rank} holds {local.shape[0]} rows of a strided {total}-row shard")
+    padded = local.new_zeros((rows, *local.shape[1:]))
+    padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    out = local.new_empty((total, *local.shape[1:]))
+    for r, part in enumerate(parts):
+        out[r::world] = part[: len(range(r, total, world))]
     return out
 
 

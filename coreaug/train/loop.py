@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 
 from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
+from coreaug.device import resolve_eval_batch_size, resolve_num_workers
 from coreaug.errors import ConfigError
 from coreaug.io import write_json_atomic, write_text_atomic
 from coreaug.models import build_model
 from coreaug.train.checkpoint import CHECKPOINT_NAME, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from coreaug.train.config import TrainConfig, validate
 from coreaug.train.distributed import (
-    DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
+    DistContext, all_gather_object, all_reduce_sum, barrier, cleanup, setup_distributed,
 )
 from coreaug.train.epoch_data import EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
 from coreaug.train.diagnostics import TrainingDiagnostics
@@ -48,6 +49,7 @@ from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
     "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
+    "selection_share",
     "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
 )
 
@@ -161,6 +163,11 @@ def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _share(selection: float, train: float) -> float:
+    """Selection's share of train + selection wall-clock (0 when nothing ran)."""
+    return selection / (selection + train) if selection + train > 0 else 0.0
+
+
 def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.device, world_size: int,
               completed: bool) -> dict[str, Any]:
     """The ``results.json`` content from the per-epoch rows."""
@@ -183,6 +190,8 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "train_time_total": sum(r["train_time"] for r in rows),
         "selection_time_total": sum(r["selection_time"] for r in rows),
         "eval_time_total": sum(r["eval_time"] for r in rows),
+        "selection_share": _share(sum(r["selection_time"] for r in rows), sum(r["train_time"] for r in rows)),
+        "proxy_pool": cfg.proxy_pool if cfg.uses_subset and cfg.selector != "random" else None,
         "diagnostics_time_total": sum(r.get("diagnostics_time") or 0.0 for r in rows),
         "wall_clock_total": rows[-1]["wall_clock"] if rows else 0.0,
         "elapsed_total": rows[-1]["elapsed"] if rows else 0.0,
@@ -311,12 +320,10 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         reselected, sel_time = False, 0.0
         if cfg.uses_subset and (state is None or needs_reselection(epoch, cfg.reselect_every)):
             with Timer(device) as t:
-                if main:
-                    with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
-                        state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device)
-                        sbar.update(1)
-                payload = broadcast_object(state.to_dict() if main else None, ctx)
-                state = SubsetState.from_dict(payload)
+                # every rank takes part (sharded proxy pass, classes split) and gets the same (S, γ)
+                with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
+                    state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device, ctx=ctx)
+                    sbar.update(1)
             sel_time, reselected = t.elapsed, True
             if ctx.enabled:  # every rank must train on the same selection
                 digests = all_gather_object(hash((tuple(state.indices.tolist()), tuple(state.weights.tolist()))), ctx)
@@ -331,7 +338,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         )
         epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
         loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
-                             num_workers=cfg.num_workers, distributed=ctx.enabled, rank=ctx.rank,
+                             num_workers=resolve_num_workers(cfg.num_workers, device), distributed=ctx.enabled, rank=ctx.rank,
                              world_size=ctx.world_size, epoch=epoch, pin_memory=device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
         model.train()
@@ -360,7 +367,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
         with Timer(device) as t:
             test_loss, test_acc, test_bal_acc = (
-                evaluate(raw_model, views["test"], batch_size=cfg.eval_batch_size, device=device,
+                evaluate(raw_model, views["test"], batch_size=resolve_eval_batch_size(cfg.eval_batch_size, device),
+                         device=device,
                          amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
         eval_time = t.elapsed
         diag_time, diag_pending = diag_pending, 0.0
@@ -375,6 +383,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             "elapsed": elapsed0 + (time.perf_counter() - t_start),
             "subset_size": plan.subset_size if cfg.uses_subset else 0,
             "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
+            # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
+            "selection_share": _share(sel_time, train_time),
             "diagnostics_time": diag_time,
         }
         wall0 = row["wall_clock"]

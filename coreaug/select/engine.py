@@ -1,0 +1,245 @@
+"""Exact greedy facility location for a batch of classes at once, on the features' device.
+
+One reselection is a set of independent per-class problems. Classes of similar size are padded to
+a common size ``m`` and their dense similarity matrices stacked into one ``(C, m, m)`` tensor
+(padded rows/columns are 0, padded candidates can never be picked), so every greedy step is a
+handful of tensor ops for *all* classes of the batch — no Python round trip per class, never an
+``n × n`` matrix for the whole set. Notation as in :mod:`coreaug.select.facility_location`:
+coverage ``cur_i = max_{j∈S} s_ij`` (``s_ij = S[i, j]``: row ``i`` is the covered point), gain
+``Δ(j|S) = Σ_i relu(s_ij − cur_i)``. Two exact step rules, same picks as naive/lazy greedy up to
+ties and float rounding:
+
+* ``"incremental"`` (CPU default): keep the gains and update them when coverage changes. Adding
+  ``p`` raises ``cur_i`` from ``lo_i`` to ``hi_i = s_ip`` for the points ``D = {i: s_ip > cur_i}``
+  only, and ``relu(s − lo) − relu(s − hi) = min(relu(s − lo), hi − lo)``, so
+  ``Δ(j) −= Σ_{i∈D} min(relu(s_ij − lo_i), hi_i − lo_i)`` — ``|D|`` similarity rows per step.
+  Over a whole run ``Σ_t |D_t| ≈ 4–5 n`` rows (measured: 5,000 10-dim points, 500 picks: 4.5 n),
+  versus ``≈ 5–10 n`` for lazy greedy at 10% budgets. Needs one ``nonzero`` (a host sync) per
+  step for the whole batch.
+* ``"sweep"`` (CUDA default): recompute every gain from ``cur`` each step, ``O(C m²)`` per step
+  in row chunks, fully on the device (no host sync inside the loop: the picks are read back once
+  at the end). Bandwidth-bound: cheap on a GPU, ``k`` times the build cost on a CPU.
+
+The assignment of every point to its most similar pick (ties → the earlier pick) is tracked
+along the way (``assign`` changes exactly where ``cur`` strictly increases), so the cluster-size
+weights cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from coreaug.select.similarity import augmented_factors, distances_to_similarities_
+
+__all__ = ["STEP_RULES", "DenseBatch", "plan_batches", "build_batch", "greedy_batch", "default_step_rule"]
+
+STEP_RULES: tuple[str, ...] = ("incremental", "sweep")
+_TILE_BYTES = 1 << 20  # row blocks of about 1 MiB stay in L2 while the transform runs on them
+
+
+def default_step_rule(device: torch.device) -> str:
+    """``"incremental"`` on CPU, ``"sweep"`` elsewhere (no host sync per step)."""
+    return "incremental" if device.type == "cpu" else "sweep"
+
+
+def plan_batches(sizes: list[int], itemsize: int, batch_bytes: int, min_fill: float = 0.8) -> list[list[int]]:
+    """Group class positions (into ``sizes``) into batches of similar size.
+
+    Classes are taken largest first; a batch's padded size ``m`` is its first (largest) class and
+    a class joins while it is at least ``min_fill · m`` points and the padded tensor
+    ``(C + 1) · m² · itemsize`` stays within ``batch_bytes`` (a class larger than ``batch_bytes``
+    on its own gets a batch of one). Deterministic.
+    """
+    order = sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    m = 0
+    for c in order:
+        if cur and sizes[c] >= min_fill * m and (len(cur) + 1) * m * m * itemsize <= batch_bytes:
+            cur.append(c)
+            continue
+        if cur:
+            batches.append(cur)
+        cur, m = [c], sizes[c]
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+@dataclass
+class DenseBatch:
+    """Stacked similarity matrices of ``C`` classes padded to ``m`` points.
+
+    ``S[c, i, j]`` = similarity of point ``i`` to candidate ``j`` in class ``c`` (0 where either is
+    padding); ``sizes[c]`` valid points come first; ``gains0[c, j] = Σ_i S[c, i, j]`` (float64).
+    """
+
+    S: torch.Tensor
+    sizes: torch.Tensor  # (C,) long, on S.device
+    gains0: torch.Tensor  # (C, m) float64
+
+    @property
+    def valid(self) -> torch.Tensor:
+        m = self.S.shape[1]
+        return torch.arange(m, device=self.S.device)[None, :] < self.sizes[:, None]
+
+
+def build_batch(feats: list[torch.Tensor], similarity: str) -> DenseBatch:
+    """Dense per-class similarity matrices of the ground sets ``feats`` (each ``(n_c, d)``), stacked.
+
+    Each matrix is built in row blocks of about 1 MiB: one matmul of augmented vectors gives the
+    squared distances, the transform (``sqrt``, then ``exp(−d/D)`` or ``M − d``) runs on the block
+    while it is in cache, and the column sums (the first greedy gains) are accumulated there too.
+    """
+    x0 = feats[0]
+    dev, dtype = x0.device, x0.dtype
+    sizes = [int(f.shape[0]) for f in feats]
+    C, m = len(feats), max(sizes)
+    S = torch.empty((C, m, m), dtype=dtype, device=dev)
+    if min(sizes) < m:  # padding rows/columns are similarity 0 (never cover, never picked)
+        for c, n in enumerate(sizes):
+            if n < m:
+                S[c, n:].zero_()
+                S[c, :n, n:].zero_()
+    gains0 = torch.zeros((C, m), dtype=torch.float64, device=dev)
+    itemsize = torch.finfo(dtype).bits // 8
+    for c, f in enumerate(feats):
+        n = sizes[c]
+        left, right_t = augmented_factors(f)
+        step = max(1, _TILE_BYTES // max(1, n * itemsize))
+        Sc = S[c, :n, :n] if n == m else torch.empty((n, n), dtype=dtype, device=dev)
+        colsum = torch.zeros(n, dtype=torch.float64, device=dev)
+        dmax = torch.zeros((), dtype=dtype, device=dev)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            blk = torch.mm(left[a:b], right_t, out=Sc[a:b])
+            blk.clamp_min_(0.0).sqrt_()
+            blk.view(-1)[a :: n + 1][: b - a] = 0.0  # exact self-distance: entries (r, a + r)
+            if similarity == "exp":
+                distances_to_similarities_(blk, "exp", dim=f.shape[1])
+                colsum += blk.sum(dim=0)
+            else:
+                dmax = torch.maximum(dmax, blk.max())
+        if similarity == "maxdist":  # needs the class's max distance first: s = M − d
+            M = dmax
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                blk = Sc[a:b].neg_().add_(M)
+                colsum += blk.sum(dim=0)
+        if n != m:
+            S[c, :n, :n] = Sc
+        gains0[c, :n] = colsum
+    return DenseBatch(S=S, sizes=torch.tensor(sizes, dtype=torch.long, device=dev), gains0=gains0)
+
+
+def greedy_batch(
+    batch: DenseBatch, budgets: list[int], *, rule: str = "incremental", chunk_bytes: int = 64 << 20
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run exact greedy on every class of ``batch`` at once, each to its own budget.
+
+    Returns ``order`` ``(C, k_max)`` long (picks in greedy order; entries ``≥ budgets[c]`` are
+    ``-1``), ``assign`` ``(C, m)`` long (position in ``order`` of each point's most similar pick,
+    ties → the earlier pick; padding → 0) and ``cur`` ``(C, m)`` (each point's coverage). All on
+    the batch's device.
+    """
+    S = batch.S
+    C, m, _ = S.shape
+    dev = S.device
+    kvec = torch.tensor(budgets, dtype=torch.long, device=dev)
+    kmax = int(max(budgets))
+    valid = batch.valid
+    g = batch.gains0.clone().masked_fill_(~valid, -math.inf)
+    cur = torch.zeros((C, m), dtype=S.dtype, device=dev)
+    assign = torch.zeros((C, m), dtype=torch.long, device=dev)
+    order = torch.full((C, kmax), -1, dtype=torch.long, device=dev)
+    rows_c = torch.arange(C, device=dev)
+    itemsize = S.element_size()
+    flat = S.view(C * m, m)
+    # row blocks of about 1 MiB: the update's op chain then runs on L2-resident data, and the
+    # float32 block sums (≤ a few hundred terms) are accumulated into the float64 gains
+    blk_rows = max(1, min(m, _TILE_BYTES // (m * itemsize)))
+    full_rows = max(1, min(m, _TILE_BYTES // (C * m * itemsize)))
+    n_valid = int(batch.sizes.sum())
+    if rule == "incremental":
+        buf = torch.empty((blk_rows, m), dtype=S.dtype, device=dev)
+        fbuf = torch.empty((C, full_rows, m), dtype=S.dtype, device=dev)
+    elif rule == "sweep":
+        sweep_rows = max(1, min(m, int(chunk_bytes // (C * m * itemsize))))
+        fbuf = torch.empty((C, sweep_rows, m), dtype=S.dtype, device=dev)
+        invalid = ~valid
+    else:
+        raise ValueError(f"unknown step rule {rule!r}")
+    cur_f, assign_f, g_f = cur.view(-1), assign.view(-1), g.view(-1)
+    base = rows_c * m
+    flush_rows = max(256, 4 * C)  # float32 per-class sums are flushed into the float64 gains this often
+    delta = torch.zeros((C, m), dtype=S.dtype, device=dev) if C > 1 else None
+    for t in range(kmax):
+        active = kvec > t  # (C,)
+        p = torch.argmax(g, dim=1)  # first index on ties, like naive greedy
+        order[:, t] = torch.where(active, p, torch.full_like(p, -1))
+        # coverage by the new pick, s_ip, read from row p (s is symmetric up to float rounding; a
+        # row is contiguous, a column is m cache/TLB misses)
+        col = flat.index_select(0, base + p)
+        changed = (col > cur) & active[:, None]
+        g_f.index_fill_(0, base + p, -math.inf)  # taken (inactive classes are finished: g is unused)
+        if rule == "sweep":
+            cur = torch.where(changed, col, cur)
+            assign.masked_fill_(changed, t)
+        else:
+            src = changed.view(-1).nonzero().squeeze(1)  # ascending: grouped by class
+            n_changed = int(src.numel())
+            if 2 * n_changed > n_valid:
+                # most rows changed (always the first step): stream all rows, no gather; rows
+                # that did not change have width 0 and contribute exactly 0
+                width = torch.where(changed, col - cur, torch.zeros_like(cur))
+                for a in range(0, m, full_rows):
+                    b = min(m, a + full_rows)
+                    part = fbuf[:, : b - a]
+                    torch.sub(S[:, a:b, :], cur[:, a:b, None], out=part).clamp_min_(0.0)
+                    torch.minimum(part, width[:, a:b, None], out=part)
+                    g.sub_(part.sum(dim=1))
+            elif n_changed:
+                lo = cur_f.index_select(0, src)
+                width = col.view(-1).index_select(0, src).sub_(lo)
+                cls = torch.div(src, m, rounding_mode="floor")
+                pending = 0
+                for a in range(0, n_changed, blk_rows):
+                    b = min(n_changed, a + blk_rows)
+                    rows = torch.index_select(flat, 0, src[a:b], out=buf[: b - a])
+                    rows.sub_(lo[a:b, None]).clamp_min_(0.0)
+                    torch.minimum(rows, width[a:b, None], out=rows)
+                    if delta is None:
+                        g_f.sub_(rows.sum(dim=0))
+                        continue
+                    delta.index_add_(0, cls[a:b], rows)
+                    pending += b - a
+                    if pending >= flush_rows or b == n_changed:
+                        g.sub_(delta)
+                        delta.zero_()
+                        pending = 0
+            if n_changed:
+                cur_f.index_copy_(0, src, col.view(-1).index_select(0, src))
+                assign_f.index_fill_(0, src, t)
+        if rule == "sweep" and t + 1 < kmax:
+            # recompute every gain from the coverage: Δ(j) = Σ_i relu(s_ij − cur_i)
+            taken = g == -math.inf  # picks and padding
+            g.zero_()
+            for a in range(0, m, fbuf.shape[1]):
+                b = min(m, a + fbuf.shape[1])
+                part = fbuf[:, : b - a]
+                torch.sub(S[:, a:b, :], cur[:, a:b, None], out=part)
+                g.add_(part.clamp_min_(0.0).sum(dim=1))
+            g.masked_fill_(taken | invalid, -math.inf)
+    return order, assign, cur
+
+
+def counts_from_assign(assign: torch.Tensor, valid: torch.Tensor, kmax: int) -> torch.Tensor:
+    """Cluster sizes ``(C, k_max)``: how many valid points each pick covers best."""
+    C = assign.shape[0]
+    idx = assign.masked_fill(~valid, kmax)
+    out = torch.zeros((C, kmax + 1), dtype=torch.long, device=assign.device)
+    out.scatter_add_(1, idx, torch.ones_like(idx))
+    return out[:, :kmax]

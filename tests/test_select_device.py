@@ -1,0 +1,231 @@
+"""The batched / streamed / kNN facility-location engines against the naive greedy, brute force
+and brute-force cluster sizes; device placement; CUDA equals CPU (tests marked ``cuda``)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from coreaug.errors import SelectionError
+from coreaug.select import facility_location, facility_location_objective, greedy_facility_location, select
+from coreaug.select.engine import build_batch, counts_from_assign, greedy_batch, plan_batches
+from coreaug.select.streamed import knn_greedy, streamed_greedy
+
+
+def sim_matrix(x: torch.Tensor, similarity: str = "exp") -> torch.Tensor:
+    """Reference similarity from the definition, float64."""
+    x = x.double()
+    d = (x[:, None, :] - x[None, :, :]).norm(dim=2)
+    return torch.exp(-d / x.shape[1]) if similarity == "exp" else d.max() - d
+
+
+def F(S: torch.Tensor, subset) -> float:
+    subset = list(subset)
+    return float(S[:, subset].max(dim=1).values.sum()) if subset else 0.0
+
+
+def naive_reference(S: torch.Tensor, k: int) -> list[int]:
+    """Plain greedy from the definition (first index on ties)."""
+    chosen: list[int] = []
+    cur = torch.zeros(S.shape[0], dtype=S.dtype)
+    for _ in range(k):
+        gains = (S - cur[:, None]).clamp_min(0).sum(dim=0)
+        gains[chosen] = -math.inf
+        j = int(torch.argmax(gains))
+        chosen.append(j)
+        cur = torch.maximum(cur, S[:, j])
+    return chosen
+
+
+def assert_same_trajectory(S: torch.Tensor, order, ref, rel: float = 1e-9) -> None:
+    """Same objective after every step: the same greedy sequence up to exact ties."""
+    order, ref = list(order), list(ref)
+    assert len(order) == len(ref) == len(set(order))
+    for t in range(1, len(ref) + 1):
+        assert F(S, order[:t]) == pytest.approx(F(S, ref[:t]), rel=rel), t
+
+
+# ------------------------------------------------------------------ one ground set
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+@pytest.mark.parametrize("greedy", ["incremental", "sweep"])
+def test_engine_follows_the_naive_greedy(similarity, greedy):
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(180, 4, generator=gen, dtype=torch.float64)
+    S = sim_matrix(x, similarity)
+    res = greedy_facility_location(x, 30, greedy=greedy, similarity=similarity)
+    assert_same_trajectory(S, res["order"].tolist(), naive_reference(S, 30))
+    assert res["objective"] == pytest.approx(F(S, res["order"].tolist()), rel=1e-12)
+    assert res["dense"] is True
+
+
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_engine_reaches_1_minus_1_over_e_of_brute_force(similarity):
+    gen = torch.Generator().manual_seed(12)
+    for trial in range(6):
+        n = int(torch.randint(6, 12, (1,), generator=gen))
+        x = torch.randn(n, 2, generator=gen, dtype=torch.float64) * (1 + trial)
+        S = sim_matrix(x, similarity)
+        for k in (1, 2, 3):
+            opt = max(F(S, c) for c in itertools.combinations(range(n), k))
+            for greedy in ("incremental", "sweep"):
+                got = F(S, greedy_facility_location(x, k, greedy=greedy, similarity=similarity)["order"].tolist())
+                assert got >= (1 - 1 / math.e) * opt - 1e-9
+                if k == 1:
+                    assert got == pytest.approx(opt, rel=1e-12)  # greedy is exact for one pick
+
+
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_streamed_follows_the_naive_greedy_across_many_tiles(similarity):
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(150, 3, generator=gen, dtype=torch.float64)
+    S = sim_matrix(x, similarity)
+    order, assign, cur = streamed_greedy(x, 25, similarity, tile_bytes=8 * 40 * 8)  # 40-element tiles
+    assert_same_trajectory(S, order.tolist(), naive_reference(S, 25))
+    # assignment and coverage against the definition (ties → the earlier pick)
+    sub = S[:, order]
+    assert torch.allclose(cur, sub.max(dim=1).values, rtol=0, atol=1e-12)
+    assert torch.equal(assign, sub.max(dim=1).indices)
+
+
+def test_dense_engine_and_streamed_agree_through_facility_location():
+    gen = torch.Generator().manual_seed(14)
+    x = torch.randn(400, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (400,), generator=gen)
+    a = facility_location(x, y, 0.1, dtype=torch.float64)
+    b = facility_location(x, y, 0.1, dtype=torch.float64, memory_budget=0)  # every class streamed
+    ref = facility_location(x, y, 0.1, dtype=torch.float64, greedy="naive")
+    for sel in (a, b):
+        assert sel.info["objective"] == pytest.approx(ref.info["objective"], rel=1e-9)
+        assert sel.info["budgets"] == ref.info["budgets"]
+        assert float(sel.weights.sum()) == 400.0
+
+
+# ------------------------------------------------------------------ many classes in one batch
+@pytest.mark.parametrize("greedy", ["incremental", "sweep"])
+def test_batched_classes_of_different_sizes_equal_per_class_greedy(greedy):
+    gen = torch.Generator().manual_seed(15)
+    sizes = [70, 64, 57, 9, 1]  # padding to 70; a 1-point class; uneven budgets
+    y = torch.cat([torch.full((s,), c) for c, s in enumerate(sizes)])[torch.randperm(sum(sizes), generator=gen)]
+    x = torch.randn(sum(sizes), 3, generator=gen, dtype=torch.float64)
+    sel = facility_location(x, y, 0.2, dtype=torch.float64, greedy=greedy, batch_bytes=1 << 30)
+    assert sel.indices.device.type == "cpu" and sel.weights.device.type == "cpu"
+    chosen = set(sel.indices.tolist())
+    for c, k in zip(sel.info["classes"], sel.info["budgets"]):
+        mem = (y == c).nonzero().flatten()
+        S = sim_matrix(x[mem])
+        mine = [i for i, j in enumerate(mem.tolist()) if j in chosen]
+        assert F(S, mine) == pytest.approx(F(S, naive_reference(S, k)), rel=1e-9)
+        # the info's greedy order is a trajectory of the greedy too
+        pos = {j: i for i, j in enumerate(mem.tolist())}
+        assert_same_trajectory(S, [pos[j] for j in sel.info["greedy_order"][c]], naive_reference(S, k))
+    # weights: brute-force cluster sizes inside each class (ties → the earlier pick)
+    w = dict(zip(sel.indices.tolist(), sel.weights.tolist()))
+    expected = {j: 0 for j in chosen}
+    for c in sel.info["classes"]:
+        order = sel.info["greedy_order"][c]
+        for i in (y == c).nonzero().flatten().tolist():
+            d = [float((x[i] - x[j]).norm()) for j in order]
+            expected[order[min(range(len(d)), key=lambda r: (d[r], r))]] += 1
+    assert w == {j: float(max(1, v)) for j, v in expected.items()}
+
+
+def test_one_batch_equals_one_class_at_a_time():
+    gen = torch.Generator().manual_seed(16)
+    x = torch.randn(300, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (300,), generator=gen)
+    one = facility_location(x, y, 0.15, dtype=torch.float64, batch_bytes=1 << 30)
+    each = facility_location(x, y, 0.15, dtype=torch.float64, batch_bytes=0)
+    assert one.info["class_objectives"] == pytest.approx(each.info["class_objectives"], rel=1e-12)
+    assert one == each
+
+
+def test_plan_batches_groups_similar_sizes_within_the_byte_budget():
+    sizes = [1300, 1280, 1290, 732, 1000, 5, 1250]
+    batches = plan_batches(sizes, 4, batch_bytes=4 * 1300 * 1300 * 3)
+    assert sorted(c for b in batches for c in b) == list(range(len(sizes)))
+    for b in batches:
+        m = max(sizes[c] for c in b)
+        assert len(b) == 1 or (len(b) * m * m * 4 <= 4 * 1300 * 1300 * 3 and min(sizes[c] for c in b) >= 0.8 * m)
+    assert plan_batches(sizes, 4, batch_bytes=0) == [[0], [2], [1], [6], [4], [3], [5]]
+
+
+def test_counts_from_assign_ignore_padding():
+    assign = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    assert counts_from_assign(assign, valid, 2).tolist() == [[1, 2], [2, 0]]
+
+
+def test_build_batch_matches_the_definition():
+    gen = torch.Generator().manual_seed(17)
+    feats = [torch.randn(n, 3, generator=gen, dtype=torch.float64) for n in (20, 13)]
+    for similarity in ("exp", "maxdist"):
+        b = build_batch(feats, similarity)
+        for c, f in enumerate(feats):
+            n = f.shape[0]
+            ref = sim_matrix(f, similarity)
+            assert torch.allclose(b.S[c, :n, :n], ref, atol=1e-12)
+            assert torch.all(b.S[c, n:] == 0) and torch.all(b.S[c, :, n:] == 0)
+            assert torch.allclose(b.gains0[c, :n], ref.sum(dim=0), atol=1e-10)
+        order, _, _ = greedy_batch(b, [5, 13])
+        assert order[1].tolist() != [-1] * 5 and order.shape == (2, 13) and (order[0, 5:] == -1).all()
+
+
+# ------------------------------------------------------------------ kNN (approximate)
+def test_knn_with_all_neighbours_is_the_exact_greedy():
+    gen = torch.Generator().manual_seed(18)
+    x = torch.randn(120, 3, generator=gen, dtype=torch.float64)
+    S = sim_matrix(x)
+    order, assign, best, sparse = knn_greedy(x, 15, 120, tile_bytes=8 * 50 * 8)
+    assert_same_trajectory(S, order.tolist(), naive_reference(S, 15))
+    assert sparse == pytest.approx(F(S, order.tolist()), rel=1e-12)
+    assert torch.equal(assign, S[:, order].max(dim=1).indices)
+
+
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_knn_objective_ratio_on_small_data(similarity):
+    """Approximate by design: the ratio is what it is; it must stay high and be ≤ 1 + rounding."""
+    gen = torch.Generator().manual_seed(19)
+    y = torch.arange(2000) % 2
+    x = torch.randn(2000, 10, generator=gen) + 2.0 * torch.nn.functional.one_hot(y, 10)
+    exact = facility_location(x, y, 0.1, similarity=similarity)
+    approx = facility_location(x, y, 0.1, similarity=similarity, knn=32)
+    f_exact = facility_location_objective(x, exact.indices, y, similarity=similarity)
+    f_knn = facility_location_objective(x, approx.indices, y, similarity=similarity)
+    assert 0.995 <= f_knn / f_exact <= 1.001
+    assert approx.info["objective"] == pytest.approx(f_knn, rel=1e-5)  # reported under the exact similarity
+    assert float(approx.weights.sum()) == 2000.0
+
+
+def test_knn_must_be_positive():
+    with pytest.raises(SelectionError, match="knn"):
+        facility_location(torch.randn(20, 2), torch.zeros(20, dtype=torch.long), 3, knn=0)
+
+
+# ------------------------------------------------------------------ devices
+def test_select_with_a_device_returns_cpu_tensors():
+    gen = torch.Generator().manual_seed(20)
+    x, y = torch.randn(200, 4, generator=gen), torch.arange(200) % 4
+    sel = select("coreset", features=x, labels=y, fraction=0.1, device=torch.device("cpu"))
+    assert sel.indices.device.type == "cpu" and sel.weights.device.type == "cpu"
+    assert sel == facility_location(x, y, 0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_cuda_selection_equals_cpu_selection(similarity):
+    gen = torch.Generator().manual_seed(21)
+    x = torch.randn(3000, 10, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (3000,), generator=gen)
+    cpu = facility_location(x, y, 0.1, similarity=similarity, dtype=torch.float64)
+    for kw in ({}, {"greedy": "incremental"}, {"memory_budget": 0}):
+        gpu = facility_location(x.cuda(), y, 0.1, similarity=similarity, dtype=torch.float64, **kw)
+        assert gpu.indices.device.type == "cpu" and gpu.weights.device.type == "cpu"
+        assert gpu.info["objective"] == pytest.approx(cpu.info["objective"], rel=1e-9)
+        assert gpu == cpu  # float64: no ties to break differently on this data
+    f32 = facility_location(x.float().cuda(), y, 0.1, similarity=similarity)
+    assert f32.info["objective"] >= 0.999 * cpu.info["objective"]
+    sel = select("coreset", features=x.float(), labels=y, fraction=0.1, device=torch.device("cuda"))
+    assert sel.indices.device.type == "cpu"
