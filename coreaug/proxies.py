@@ -37,9 +37,13 @@ from coreaug.device import resolve_device
 from coreaug.errors import InputError
 from coreaug.models import last_linear
 
-__all__ = ["Proxies", "PROXY_KINDS", "compute_proxies", "proxies_from_outputs"]
+__all__ = ["Proxies", "PROXY_KINDS", "PASS_NEEDS", "compute_proxies", "proxies_from_outputs", "extras_from_outputs"]
 
 PROXY_KINDS: tuple[str, ...] = ("bias", "weight")
+#: Selector needs (coreaug.select.registry.NEEDS) this pass can provide; ``probs``, ``embedding`` and
+#: ``grad_norm`` are computed only when asked for (``needs=``), the rest always. ``history`` comes
+#: from the training loop, not from here, and is ignored.
+PASS_NEEDS: tuple[str, ...] = ("probs", "losses", "grad_proxy", "embedding", "grad_norm")
 
 
 @dataclass
@@ -52,12 +56,20 @@ class Proxies:
         labels: ``(n,)`` int64 labels as returned by the dataset.
         losses: ``(n,)`` float32 per-example cross-entropy of the un-augmented examples.
         indices: ``(n,)`` int64 dataset indices (the third item of each ``(x, y, index)``).
+        probs: ``(n, C)`` float32 softmax probabilities (only with ``needs`` ∋ ``"probs"``; CPU).
+        embeddings: ``(n, d)`` float32 penultimate embeddings ``h`` (``needs`` ∋ ``"embedding"``;
+            on ``out_device`` like ``features``).
+        grad_norms: ``(n,)`` float32 norm of the last layer's CE gradient w.r.t. weight and bias,
+            ``‖p − e_y‖·√(‖h‖² + 1)`` (closed form; ``needs`` ∋ ``"grad_norm"``; CPU).
     """
 
     features: torch.Tensor
     labels: torch.Tensor
     losses: torch.Tensor
     indices: torch.Tensor
+    probs: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    grad_norms: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -129,6 +141,30 @@ def _amp_dtype(dev: torch.device, amp: bool | None) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def extras_from_outputs(
+    logits: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor | None, needs: frozenset[str] | set[str]
+) -> dict[str, torch.Tensor]:
+    """The optional per-example outputs named in ``needs`` from one batch: ``probs`` (softmax),
+    ``embeddings`` (``h`` flattened) and ``grad_norms`` (``‖p − e_y‖·√(‖h‖² + 1)``, the exact norm of
+    the CE gradient w.r.t. the final linear layer's weight and bias). Float32, on the logits' device."""
+    out: dict[str, torch.Tensor] = {}
+    if not needs & {"probs", "embedding", "grad_norm"}:
+        return out
+    if needs & {"embedding", "grad_norm"} and embedding is None:
+        raise InputError("the penultimate embedding was not captured (no input reached the last linear layer)")
+    p = torch.softmax(logits.float(), dim=1)
+    if "probs" in needs:
+        out["probs"] = p
+    h = embedding.float().flatten(1) if embedding is not None else None
+    if "embedding" in needs:
+        out["embeddings"] = h
+    if "grad_norm" in needs:
+        r = p.clone()
+        r[torch.arange(r.shape[0], device=r.device), labels] -= 1.0
+        out["grad_norms"] = r.norm(dim=1) * torch.sqrt((h * h).sum(dim=1) + 1.0)
+    return out
+
+
 def compute_proxies(
     model: nn.Module,
     dataset: Dataset,
@@ -143,6 +179,7 @@ def compute_proxies(
     amp: bool | None = None,
     channels_last: bool | None = None,
     out_device: str | torch.device | None = "cpu",
+    needs: Any = None,
 ) -> Proxies:
     """One ``model.eval()``, ``torch.no_grad()`` pass over ``dataset`` (items ``(x, y, index)``).
 
@@ -166,6 +203,9 @@ def compute_proxies(
             ``None``: on CUDA when the model has a ``Conv2d``.
         out_device: where ``features`` end up (``None``: the device of the pass, e.g. to select
             on the GPU without a round trip). Labels, losses and indices are always on the CPU.
+        needs: selector needs (e.g. ``coreaug.select.get_selector(name).needs``): ``"probs"``,
+            ``"embedding"`` and ``"grad_norm"`` also fill :attr:`Proxies.probs` / ``embeddings`` /
+            ``grad_norms`` in the same pass; features and losses are always computed.
 
     Nothing waits for the device inside the loop: features and losses accumulate in preallocated
     device buffers, labels are checked on the host before they are moved, and the finiteness check
@@ -182,6 +222,9 @@ def compute_proxies(
         raise InputError(f"unknown proxy kind {kind!r}; choose one of: {', '.join(PROXY_KINDS)}")
     if proj_dim is not None and (kind != "weight" or int(proj_dim) < 1):
         raise InputError("proj_dim (a positive int) applies only to kind='weight'")
+    needs = frozenset(needs or ()) - {"history"}
+    if needs - set(PASS_NEEDS):
+        raise InputError(f"unknown proxy-pass need(s) {sorted(needs - set(PASS_NEEDS))}; choose from: {', '.join(PASS_NEEDS)}")
     positions = None if indices is None else torch.as_tensor(indices, dtype=torch.long).flatten()
     m = len(dataset) if positions is None else int(positions.numel())  # type: ignore[arg-type]
     if m == 0:
@@ -215,6 +258,7 @@ def compute_proxies(
     losses = torch.empty(m, dtype=torch.float32, device=dev)
     finite = torch.ones((), dtype=torch.bool, device=dev)
     labels, index_parts = [], []
+    extra_bufs: dict[str, torch.Tensor] = {}  # probs / embeddings / grad_norms when needed
     s = 0
     try:
         net.eval()
@@ -248,6 +292,10 @@ def compute_proxies(
                 b = g.shape[0]
                 feats[s: s + b] = g
                 losses[s: s + b] = loss
+                for key, val in extras_from_outputs(z, yd, h, needs).items():
+                    if key not in extra_bufs:
+                        extra_bufs[key] = torch.empty((m, *val.shape[1:]), dtype=torch.float32, device=dev)
+                    extra_bufs[key][s: s + b] = val
                 s += b
     finally:
         handle.remove()
@@ -262,4 +310,5 @@ def compute_proxies(
         labels=torch.cat(labels),
         losses=losses.cpu(),
         indices=torch.cat(index_parts),
+        **{key: buf.to(target if key == "embeddings" else "cpu").contiguous() for key, buf in extra_bufs.items()},
     )

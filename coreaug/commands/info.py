@@ -29,4 +29,9 @@ def run(args: argparse.Namespace) -> int:
         PRESETS = {}
     if PRESETS:
         print(f"presets:               {', '.join(PRESETS)}")
+    from coreaug.select import describe_selectors
+
+    print("selectors (--selector / select --method; needs = what the proxy pass computes for it):")
+    for line in describe_selectors():
+        print(f"  {line}")
     return 0

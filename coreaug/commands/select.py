@@ -6,9 +6,12 @@ Examples::
     coreaug select --dataset cifar10 --data-root data/cifar-10-batches-py --model resnet20 \\
         --checkpoint runs/c10/checkpoint.pt --fraction 0.1 --out sel.csv
     coreaug select --method maxloss --fraction 0.3 --out ml.pt
+    coreaug select --method kcenter --fraction 0.1 --out kc.csv       # any selector of `coreaug info`
 
 The proxies come from one eval-mode, no-grad pass with the test-time transform (no augmentation),
-as in the official code. The output holds training-set ``indices`` (ascending), their ``weights``
+as in the official code; it computes what the chosen selector needs (probabilities, losses, gradient
+proxies, embeddings, gradient norms). ``forgetting`` needs a training history and is only available
+in ``coreaug train --selector forgetting``. The output holds training-set ``indices`` (ascending), their ``weights``
 and ``labels``: ``.json`` (plus the settings), ``.csv`` (``index,label,weight`` rows) or ``.pt``
 (a dict of tensors), written atomically.
 """
@@ -25,7 +28,9 @@ from typing import Any
 import torch
 
 from coreaug.errors import ConfigError
-from coreaug.select import GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, resolve_method, select
+from coreaug.select import (
+    GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, get_selector, resolve_method, select,
+)
 
 _FORMATS = (".json", ".csv", ".pt")
 
@@ -41,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="cnn", help="model name (default: cnn); see `coreaug info`")
     parser.add_argument("--checkpoint", help="checkpoint whose 'model' entry (or itself) is the state dict; "
                         "default: a freshly initialised model (seeded)")
-    parser.add_argument("--method", default="coreset", help=f"one of: {', '.join(SELECTION_METHODS)} (default: coreset)")
+    parser.add_argument("--method", default="coreset",
+                        help=f"one of: {', '.join(SELECTION_METHODS)} (default: coreset; `coreaug info` says what each needs)")
     parser.add_argument("--fraction", type=float, default=0.1, help="subset fraction in (0, 1] (default 0.1)")
     parser.add_argument("--budget", type=int, help="absolute subset size (overrides --fraction)")
     parser.add_argument("--per-class", default="proportional", choices=PER_CLASS_MODES,
@@ -51,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exp: exp(-dist/d) (official); maxdist: max dist - dist (CRAIG)")
     parser.add_argument("--proxy", default="bias", choices=("bias", "weight"), help="gradient proxy (default: bias)")
     parser.add_argument("--proj-dim", type=int, help="sketch the weight proxy to this many dims")
-    parser.add_argument("--normalize-weights", action="store_true", help="coreset weights to mean 1 (official)")
+    parser.add_argument("--normalize-weights", action="store_true",
+                        help="weights of weighted selectors (coreset, gradmatch, craig_pb) to mean 1 (official)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed (fresh model init, random/stochastic selection)")
     parser.add_argument("--batch-size", type=int, default=None, help="proxy-pass batch size (default: 128 on CPU, 1024 on CUDA)")
@@ -77,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in _FORMATS:
         raise ConfigError(f"--out must end in one of {', '.join(_FORMATS)}, got {out.name!r}")
+    method = resolve_method(args.method)
+    spec = get_selector(method)
+    if "history" in spec.needs:
+        raise ConfigError(f"selector {method!r} reads the training history; use `coreaug train --selector {method}`")
     device = resolve_device(args.device)
     bundle = load_data(args.dataset, args.data_root, image_size=args.image_size, resize=args.resize)
     size = args.image_size or bundle.image_size
@@ -88,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     budget: int | float = args.budget if args.budget is not None else args.fraction
     t0 = time.perf_counter()
     kw: dict[str, Any] = {"per_class": args.per_class}
-    method = resolve_method(args.method)
-    if method == "random":
+    if not spec.needs:
         sel = select(method, labels=labels, fraction=budget, seed=args.seed, **kw)
         positions_to_index = torch.arange(n)
         proxy_time = 0.0
@@ -98,13 +108,23 @@ def run(args: argparse.Namespace) -> int:
 
         model = _load_model(args, bundle, device)
         proxies = compute_proxies(model, train, kind=args.proxy, batch_size=args.batch_size, device=device,
-                                  num_workers=args.num_workers, proj_dim=args.proj_dim, seed=args.seed)
+                                  num_workers=args.num_workers, proj_dim=args.proj_dim, seed=args.seed,
+                                  needs=spec.needs)
         proxy_time = time.perf_counter() - t0
         if method == "coreset":
             kw.update(greedy=args.greedy, similarity=args.similarity, normalize_weights=args.normalize_weights,
                       device=device)
+        elif method == "graph_cut":
+            kw.update(similarity=args.similarity, device=device)
+        elif method == "craig_pb":
+            kw.update(similarity=args.similarity, greedy=args.greedy)
+        elif method in ("kcenter", "herding"):
+            kw.update(device=device)
         sel = select(method, features=proxies.features, labels=proxies.labels, losses=proxies.losses,
+                     probs=proxies.probs, embeddings=proxies.embeddings, grad_norms=proxies.grad_norms,
                      fraction=budget, seed=args.seed, **kw)
+        if spec.weighted and method != "coreset" and args.normalize_weights:
+            sel = type(sel)(sel.indices, sel.weights * (sel.weights.numel() / sel.weights.sum()), sel.info)
         labels = proxies.labels
         positions_to_index = proxies.indices
     elapsed = time.perf_counter() - t0
@@ -113,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
     indices, weights, sel_labels = indices[order], sel.weights[order], labels[sel.indices][order]
     meta = {
         "dataset": bundle.name, "n": n, "num_classes": bundle.num_classes, "method": sel.info.get("method", method),
-        "model": None if method == "random" else args.model, "checkpoint": args.checkpoint,
-        "proxy": None if method == "random" else args.proxy, "fraction": args.fraction, "budget": args.budget,
+        "model": None if not spec.needs else args.model, "checkpoint": args.checkpoint,
+        "proxy": None if not spec.needs else args.proxy, "fraction": args.fraction, "budget": args.budget,
         "size": int(indices.numel()), "per_class": args.per_class, "budgets": sel.info.get("budgets"),
         "seed": args.seed, "objective": sel.info.get("objective"),
         "proxy_time_s": round(proxy_time, 4), "time_s": round(elapsed, 4),

@@ -1,7 +1,8 @@
-"""Subset selection: per-class facility-location coresets (weighted), random and max-loss subsets.
+"""Subset selection: per-class facility-location coresets (weighted) and the selectors of the field.
 
-Every selector maps ``(features/losses, labels, budget or fraction, …)`` to a :class:`Selection`
-(sorted positions + one weight each). :func:`select` dispatches by method name.
+Every selector maps ``(inputs, labels, budget or fraction, …)`` to a :class:`Selection` (sorted
+positions + one weight each). :mod:`coreaug.select.registry` lists them with what they need from the
+proxy pass; :func:`select` dispatches by name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from coreaug.select.facility_location import (
     facility_location_objective,
     greedy_facility_location,
 )
+from coreaug.select.forgetting import ForgettingTracker
+from coreaug.select.registry import (
+    NEED_ARGS,
+    NEEDS,
+    REGISTRY,
+    SELECTOR_NAMES,
+    SelectorSpec,
+    describe_selectors,
+    get_selector,
+    needs_of,
+    resolve_selector,
+)
 from coreaug.select.similarity import SIMILARITIES, SimilarityKernel
 
 __all__ = [
@@ -38,28 +51,28 @@ __all__ = [
     "max_loss_subset",
     "class_budgets",
     "SimilarityKernel",
+    "NEEDS",
+    "REGISTRY",
+    "SelectorSpec",
+    "ForgettingTracker",
+    "get_selector",
+    "needs_of",
+    "describe_selectors",
 ]
 
-# canonical name -> accepted aliases
-_ALIASES: dict[str, str] = {
-    "coreset": "coreset",
-    "facility_location": "coreset",
-    "facility-location": "coreset",
-    "craig": "coreset",
-    "random": "random",
-    "maxloss": "maxloss",
-    "max_loss": "maxloss",
-    "max-loss": "maxloss",
+SELECTION_METHODS: tuple[str, ...] = SELECTOR_NAMES
+
+# what a missing input is called in the error message
+_NEED_TEXT: dict[str, str] = {
+    "grad_proxy": "features (gradient proxies)", "losses": "per-example losses", "probs": "probs (softmax probabilities)",
+    "embedding": "embeddings (penultimate features)", "grad_norm": "grad_norms (per-example gradient norms)",
+    "history": "history (a ForgettingTracker of the training run)",
 }
-SELECTION_METHODS: tuple[str, ...] = ("coreset", "random", "maxloss")
 
 
 def resolve_method(method: str) -> str:
-    """The canonical selector name (``coreset``, ``random`` or ``maxloss``) of ``method`` or an alias."""
-    key = _ALIASES.get(str(method).lower())
-    if key is None:
-        raise ConfigError(f"unknown selection method {method!r}; choose one of: {', '.join(SELECTION_METHODS)}")
-    return key
+    """The canonical selector name (see :data:`SELECTION_METHODS`) of ``method`` or an alias."""
+    return resolve_selector(method)
 
 
 def select(
@@ -70,31 +83,39 @@ def select(
     features: torch.Tensor | None = None,
     losses: torch.Tensor | None = None,
     seed: int = 0,
+    probs: torch.Tensor | None = None,
+    embeddings: torch.Tensor | None = None,
+    grad_norms: torch.Tensor | None = None,
+    history: Any = None,
     **kw: Any,
 ) -> Selection:
-    """Dispatch to a selector by name.
+    """Dispatch to a registered selector by name (:mod:`coreaug.select.registry`).
 
-    ``method``: ``"coreset"`` (aliases ``"facility_location"``, ``"craig"``) → :func:`facility_location`
-    (needs ``features``); ``"random"`` → :func:`random_subset`; ``"maxloss"`` (``"max_loss"``) →
-    :func:`max_loss_subset` (needs ``losses``). ``fraction`` is passed as ``budget_or_fraction``
-    (an int is an absolute count). Extra keywords go to the selector (``per_class``, ``num_classes``,
-    ``greedy``, ``similarity``, ``normalize_weights``, ``device`` …); a keyword the chosen selector
-    does not take raises :class:`ConfigError`.
+    ``method``: a name or alias from :data:`SELECTION_METHODS`, e.g. ``"coreset"`` (aliases
+    ``"facility_location"``, ``"craig"``; needs ``features``), ``"random"``, ``"maxloss"`` (needs
+    ``losses``), ``"entropy"`` (needs ``probs``), ``"kcenter"`` (needs ``embeddings``) …; each
+    selector's needs map to the keywords ``features`` (grad_proxy), ``losses``, ``probs``,
+    ``embeddings``, ``grad_norms`` and ``history``. ``fraction`` is passed as ``budget_or_fraction``
+    (an int is an absolute count). ``seed`` goes to the selectors that take one. Extra keywords go
+    to the selector (``per_class``, ``num_classes``, ``greedy``, ``similarity``, ``normalize_weights``,
+    ``device`` …); a keyword the chosen selector does not take raises :class:`ConfigError`.
 
     Raises:
         ConfigError: unknown method name or option.
-        SelectionError: missing features/losses, or bad input (see the selectors).
+        SelectionError: a missing input the selector needs, or bad input (see the selectors).
     """
-    key = resolve_method(method)
-    if key == "coreset":
-        if features is None:
-            raise SelectionError("method 'coreset' needs features (gradient proxies)")
-        return _call(facility_location, features, labels, fraction, seed=seed, **kw)
-    if key == "random":
-        return _call(random_subset, labels, fraction, seed=seed, **kw)
-    if losses is None:
-        raise SelectionError("method 'maxloss' needs per-example losses")
-    return _call(max_loss_subset, losses, labels, fraction, **kw)
+    spec = get_selector(method)
+    given = {"features": features, "losses": losses, "probs": probs, "embeddings": embeddings,
+             "grad_norms": grad_norms, "history": history}
+    args = []
+    for need in spec.inputs:
+        value = given[NEED_ARGS[need]]
+        if value is None:
+            raise SelectionError(f"method {spec.name!r} needs {_NEED_TEXT[need]}")
+        args.append(value)
+    if "seed" in inspect.signature(spec.func).parameters:
+        kw["seed"] = seed
+    return _call(spec.func, *args, labels, fraction, **kw)
 
 
 def _call(func: Any, *args: Any, **kw: Any) -> Selection:

@@ -33,7 +33,11 @@ METHODS: tuple[str, ...] = ("full", "full-aug", "full+aug-subset", "subset-only"
 SUBSET_METHODS: tuple[str, ...] = ("full+aug-subset", "subset-only", "random+aug-subset", "subset")
 #: Methods that append strong-augmented copies.
 AUG_METHODS: tuple[str, ...] = ("full-aug", "full+aug-subset", "subset-only", "random+aug-subset")
-SELECTORS: tuple[str, ...] = ("coreset", "random", "maxloss")
+#: Canonical selector names (coreaug.select.registry; ``coreaug info`` lists them with their needs).
+SELECTORS: tuple[str, ...] = (
+    "coreset", "random", "maxloss", "least_confidence", "entropy", "margin", "el2n", "grand", "forgetting",
+    "kcenter", "herding", "graph_cut", "gradmatch", "craig_pb",
+)
 PROXIES: tuple[str, ...] = ("bias", "weight")
 PER_CLASS: tuple[str, ...] = ("equal-ceil", "equal", "proportional", "none")  # coreaug.select.PER_CLASS_MODES
 AUG_WEIGHTS: tuple[str, ...] = ("one", "gamma")
@@ -147,6 +151,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("dataset", str(cfg.dataset).lower(), tuple(DATASETS))
     _choice("model", str(cfg.model).lower(), MODELS)
     _choice("method", cfg.method, METHODS)
+    if cfg.selector not in SELECTORS:  # an alias (e.g. "k-center") → its canonical registry name
+        from coreaug.select.registry import resolve_selector
+
+        try:
+            cfg.selector = resolve_selector(str(cfg.selector))
+        except ConfigError:
+            pass  # reported just below with the usual message
     _choice("selector", cfg.selector, SELECTORS)
     _choice("proxy", cfg.proxy, PROXIES)
     _choice("per-class budget", cfg.per_class, PER_CLASS)

@@ -365,6 +365,16 @@ def read_diagnostics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _probe_history(history: Any, indices: torch.Tensor) -> dict[str, Any] | None:
+    """The run's forgetting history (``ForgettingTracker`` or its state) restricted to the probe examples,
+    re-indexed by probe position, as a tracker state (``None`` stays ``None``)."""
+    if history is None:
+        return None
+    state = history.state_dict() if hasattr(history, "state_dict") else dict(history)
+    return {"n": int(indices.numel()),
+            **{k: torch.as_tensor(state[k])[indices] for k in ("prev", "forgets", "learned", "seen")}}
+
+
 class TrainingDiagnostics:
     """Diagnostics of one run: decides when, computes (RNG-isolated, timed) and writes the files.
 
@@ -398,7 +408,7 @@ class TrainingDiagnostics:
             return False
         return epoch % self.every == 0 or epoch == self.cfg.epochs
 
-    def _selectors(self, epoch: int):
+    def _selectors(self, epoch: int, history=None):
         """The run's selector and the random baseline on the probe (``None`` for runs without a subset)."""
         cfg = self.cfg
         if not cfg.uses_subset:
@@ -408,7 +418,8 @@ class TrainingDiagnostics:
         def pick(logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
             # exactly the run's selection step (proxy pass + selector + weights), with the probe as training set
             # (single process: under DDP only rank 0 diagnoses, so no collective selection here)
-            state = select_subset(cfg, self._model, TensorDataset(probe.x, probe.y), epoch=epoch, device=self.device)
+            state = select_subset(cfg, self._model, TensorDataset(probe.x, probe.y), epoch=epoch, device=self.device,
+                                  history=_probe_history(history, probe.indices))
             return state.indices, state.weights
 
         def rand(y: torch.Tensor):
@@ -418,14 +429,16 @@ class TrainingDiagnostics:
 
         return pick, rand
 
-    def run(self, model: nn.Module, epoch: int) -> dict[str, Any]:
-        """Diagnose ``model`` (after ``epoch`` epochs), append the row, rewrite both files; return the row."""
+    def run(self, model: nn.Module, epoch: int, history=None) -> dict[str, Any]:
+        """Diagnose ``model`` (after ``epoch`` epochs), append the row, rewrite both files; return the row.
+
+        ``history``: the run's training history (a ``ForgettingTracker``) for selectors that read it."""
         with Timer(self.device) as t, _isolated_rng():
             if self.probe is None:
                 strong = self.views.get("strong") if self.cfg.strong_aug != "none" else None
                 self.probe = draw_probe(self.views["eval_train"], strong, self.n, seed=self.cfg.seed)
             self._model = model
-            pick, rand = self._selectors(epoch)
+            pick, rand = self._selectors(epoch, history)
             batch = resolve_eval_batch_size(self.cfg.eval_batch_size, self.device)
             row = {"epoch": epoch, **probe_diagnostics(model, self.probe, params=self.params, select_fn=pick,
                                                       random_fn=rand, batch_size=batch)}

@@ -41,7 +41,7 @@ from coreaug.train.config import TrainConfig, validate
 from coreaug.train.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, cleanup, setup_distributed,
 )
-from coreaug.train.epoch_data import EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
+from coreaug.train.epoch_data import WEAK, EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
 from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
@@ -204,12 +204,36 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
     }
 
 
-def _diagnose(diag: TrainingDiagnostics, model: nn.Module, epoch: int, tb: TensorBoardLogger | None) -> float:
+def _diagnose(diag: TrainingDiagnostics, model: nn.Module, epoch: int, tb: TensorBoardLogger | None,
+              history=None) -> float:
     """Run the spectral diagnostics of ``model`` after ``epoch`` epochs; return their wall-clock."""
-    drow = diag.run(model, epoch)
+    drow = diag.run(model, epoch, history=history)
     if tb is not None:
         tb.log_diagnostics(drow)
     return float(drow["time"])
+
+
+def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
+    """A :class:`~coreaug.select.ForgettingTracker` when the selector needs the training history
+    (restored from the checkpoint on resume), else ``None``."""
+    from coreaug.select import ForgettingTracker, get_selector
+
+    if not cfg.uses_subset or "history" not in get_selector(cfg.selector).needs:
+        return None
+    tracker = ForgettingTracker(n)
+    if checkpoint is not None and checkpoint.get("forgetting") is not None:
+        tracker.load_state_dict(checkpoint["forgetting"])
+    return tracker
+
+
+def _record_forgetting(tracker, seen_idx: list[torch.Tensor], seen_hit: list[torch.Tensor], ctx: DistContext) -> None:
+    """Add one epoch's outcomes, in presentation order, to the history (under DDP: every rank's, in
+    rank order, so each rank holds the same history)."""
+    idx = torch.cat(seen_idx) if seen_idx else torch.empty(0, dtype=torch.long)
+    hit = torch.cat(seen_hit).cpu() if seen_hit else torch.empty(0, dtype=torch.bool)
+    parts = all_gather_object((idx, hit), ctx) if ctx.enabled else [(idx, hit)]
+    for part_idx, part_hit in parts:
+        tracker.update(part_idx, part_hit)
 
 
 def train(
@@ -290,6 +314,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         rows = list(checkpoint["metrics"])
         state = SubsetState.from_dict(checkpoint["subset"]) if checkpoint["subset"] is not None else None
         start_epoch = int(checkpoint["epoch"])
+    tracker = _forgetting_tracker(cfg, n, checkpoint)  # None unless the selector reads the training history
     model: nn.Module = raw_model
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -305,7 +330,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     if diag is not None and main:
         diag.resume(start_epoch)
         if diag.due(start_epoch):
-            diag_pending = _diagnose(diag, raw_model, start_epoch, tb)
+            diag_pending = _diagnose(diag, raw_model, start_epoch, tb, tracker)
     barrier(ctx)
 
     elapsed0 = rows[-1]["elapsed"] if rows else 0.0
@@ -322,7 +347,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             with Timer(device) as t:
                 # every rank takes part (sharded proxy pass, classes split) and gets the same (S, γ)
                 with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
-                    state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device, ctx=ctx)
+                    state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device, ctx=ctx,
+                                          history=tracker)
                     sbar.update(1)
             sel_time, reselected = t.elapsed, True
             if ctx.enabled:  # every rank must train on the same selection
@@ -345,8 +371,10 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         count, steps = 0, 0
+        seen_idx: list[torch.Tensor] = []
+        seen_hit: list[torch.Tensor] = []
         with Timer(device) as t:
-            for x, y, w, _, _ in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
+            for x, y, w, idx, view in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
                                       dynamic_ncols=True):
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
@@ -360,10 +388,16 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 scaler.update()
                 loss_sum += loss.detach().double() * y.numel()
                 correct += (logits.detach().argmax(1) == y).sum()
+                if tracker is not None:  # forgetting events: outcomes of the main (weak-view) copies
+                    main_view = view == WEAK
+                    seen_idx.append(idx[main_view])
+                    seen_hit.append((logits.detach().argmax(1) == y)[main_view.to(device)])  # no host sync here
                 count += int(y.numel())
                 steps += 1
             scheduler.step()
         train_time = t.elapsed
+        if tracker is not None:
+            _record_forgetting(tracker, seen_idx, seen_hit, ctx)
         loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
         with Timer(device) as t:
             test_loss, test_acc, test_bal_acc = (
@@ -373,7 +407,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         eval_time = t.elapsed
         diag_time, diag_pending = diag_pending, 0.0
         if diag is not None and main and diag.due(epoch + 1):  # rank 0 only; the others wait at the barrier
-            diag_time += _diagnose(diag, raw_model, epoch + 1, tb)
+            diag_time += _diagnose(diag, raw_model, epoch + 1, tb, tracker)
         row = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
@@ -396,6 +430,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                 "subset": state.to_dict() if state is not None else None, "metrics": rows,
+                "forgetting": tracker.state_dict() if tracker is not None else None,
             })
             epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{test_acc:.3f}")
             if show:

@@ -101,24 +101,33 @@ def split_classes(sizes: Sequence[int], world_size: int) -> list[int]:
 
 
 def pool_proxies(cfg: TrainConfig, model: nn.Module, view: Dataset, pool: torch.Tensor, *, device: torch.device,
-                 ctx: DistContext | None = None):
+                 ctx: DistContext | None = None, needs: frozenset[str] = frozenset()):
     """Proxies of the pool positions, in pool order. Under DDP each rank runs the pass on its strided
     shard ``pool[rank::world]`` (no duplicates) and the shards are all-gathered, so every rank holds
-    all of them (features on ``device``, labels/losses/indices on the CPU)."""
+    all of them (features and embeddings on ``device``, labels/losses/indices/probs/grad norms on the
+    CPU). ``needs``: the selector's needs (:func:`coreaug.proxies.compute_proxies`)."""
     from coreaug.device import resolve_num_workers
     from coreaug.proxies import Proxies, compute_proxies
 
     world, rank = (ctx.world_size, ctx.rank) if ctx is not None and ctx.enabled else (1, 0)
     kw = dict(kind=cfg.proxy, batch_size=cfg.eval_batch_size, device=device,
-              num_workers=resolve_num_workers(cfg.num_workers, device), out_device=device)
+              num_workers=resolve_num_workers(cfg.num_workers, device), out_device=device, needs=needs)
     if world == 1:
         return compute_proxies(model, view, indices=None if pool.numel() == len(view) else pool, **kw)
     mine = pool[rank::world]
     local = compute_proxies(model, view, indices=mine, **kw)
-    # features and losses travel together as one (m_r, D+1) float32 tensor
-    packed = gather_strided(torch.cat([local.features, local.losses.to(device)[:, None]], dim=1), pool.numel(), ctx)
+    # features, losses and the optional outputs travel together as one (m_r, D+1+…) float32 tensor
+    extra = [k for k in ("probs", "embeddings", "grad_norms") if getattr(local, k) is not None]
+    cols = [local.features, local.losses.to(device)[:, None]]
+    cols += [getattr(local, k).to(device).reshape(local.features.shape[0], -1) for k in extra]
+    widths = [c.shape[1] for c in cols]
+    packed = gather_strided(torch.cat(cols, dim=1), pool.numel(), ctx)
+    parts = torch.split(packed, widths, dim=1)
     labels = torch.as_tensor(view.targets, dtype=torch.long)[pool]
-    return Proxies(features=packed[:, :-1].contiguous(), labels=labels, losses=packed[:, -1].cpu(), indices=pool.clone())
+    out = {k: (v.contiguous() if k == "embeddings" else v.cpu().reshape(-1) if k == "grad_norms" else v.cpu())
+           for k, v in zip(extra, parts[2:])}
+    return Proxies(features=parts[0].contiguous(), labels=labels, losses=parts[1][:, 0].cpu(), indices=pool.clone(),
+                   **out)
 
 
 def select_subset(
@@ -129,8 +138,17 @@ def select_subset(
     epoch: int,
     device: torch.device,
     ctx: DistContext | None = None,
+    history=None,
 ) -> SubsetState:
-    """Run the proxy pass (skipped for the ``random`` selector) and the selector for ``epoch``.
+    """Run the proxy pass and the selector for ``epoch``.
+
+    The registered selector (:mod:`coreaug.select.registry`) says what it needs: the pass computes
+    exactly that union (skipped for ``random`` and for history-only selectors such as ``forgetting``,
+    which reads ``history``, a :class:`~coreaug.select.ForgettingTracker` indexed by dataset index).
+    Weighted selectors' weights (coreset, GradMatch, CRAIG-PB) are normalised to mean 1 (the
+    coreset's γ convention, rescaled to the class like the coreset's under a proxy pool); the
+    others weigh 1. Under DDP the coreset's classes are split across ranks; every other selector
+    runs on every rank on the gathered proxies (deterministic, so all ranks agree).
 
     ``cfg.proxy_pool = F < 1``: the pass runs on a fresh stratified pool (:func:`stratified_pool`,
     seeded by ``(seed, epoch)``) and S is selected from it with the budgets of the *whole* set
@@ -143,23 +161,24 @@ def select_subset(
     classes are split across ranks for the greedy (:func:`split_classes`), the per-class results are
     all-gathered, and every rank returns the same (S, γ) — equal to the single-process selection.
     """
-    from coreaug.select import select
+    from coreaug.select import get_selector, select
 
+    spec = get_selector(cfg.selector)
     n = len(eval_train_view)
     seed = derive_seed(cfg.seed, epoch, 1)
     labels = torch.as_tensor(eval_train_view.targets, dtype=torch.long)
     kw = {"per_class": cfg.per_class}
-    if cfg.selector == "random":
-        # Random selection needs no forward pass.
-        sel = select("random", labels=labels, fraction=cfg.fraction, seed=seed % 2**31, **kw)
+    if not (spec.needs - {"history"}):
+        # Random / history-based selection needs no forward pass; positions are training-set indices.
+        sel = select(spec.name, labels=labels, fraction=cfg.fraction, seed=seed % 2**31, history=history, **kw)
         indices = sel.indices.cpu().long()
         weights = torch.ones(indices.numel())
     else:
         classes, sizes, budgets = class_budget_plan(labels, cfg.fraction, cfg.per_class)
         pool = stratified_pool(labels, cfg.proxy_pool, budgets, seed=derive_seed(cfg.seed, epoch, 4))
-        proxies = pool_proxies(cfg, model, eval_train_view, pool, device=device, ctx=ctx)
+        proxies = pool_proxies(cfg, model, eval_train_view, pool, device=device, ctx=ctx, needs=spec.needs)
         positions, weights = _select_from_pool(cfg, proxies, classes, sizes, budgets, seed=seed % 2**31,
-                                               device=device, ctx=ctx)
+                                               device=device, ctx=ctx, history=history)
         indices = proxies.indices[positions]  # pool positions → training-set indices (ascending)
     random_main = None
     if cfg.method == "random+aug-subset":
@@ -169,18 +188,23 @@ def select_subset(
 
 
 def _select_from_pool(cfg: TrainConfig, proxies, classes: list[int], sizes: list[int], budgets: list[int], *,
-                      seed: int, device: torch.device, ctx: DistContext | None) -> tuple[torch.Tensor, torch.Tensor]:
+                      seed: int, device: torch.device, ctx: DistContext | None,
+                      history=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted pool positions of S and their weights (see :func:`select_subset`)."""
-    from coreaug.select import select
+    from coreaug.select import get_selector, select
 
     y = proxies.labels
     m = int(y.numel())
     # the budgets of the whole set (a pool only changes where they are picked from)
     fraction = resolve_budget_total(cfg.fraction, int(sum(sizes))) if cfg.per_class == "none" else list(budgets)
-    if cfg.selector != "coreset":  # cheap selectors: every rank runs them on the gathered proxies
-        sel = select(cfg.selector, features=proxies.features, labels=y, losses=proxies.losses, fraction=fraction,
-                     seed=seed, per_class=cfg.per_class)
-        return sel.indices.cpu().long(), torch.ones(sel.indices.numel())
+    spec = get_selector(cfg.selector)
+    if spec.name != "coreset":  # every rank runs them on the gathered proxies (deterministic)
+        sel = select(spec.name, features=proxies.features, labels=y, losses=proxies.losses, probs=proxies.probs,
+                     embeddings=proxies.embeddings, grad_norms=proxies.grad_norms, history=history,
+                     fraction=fraction, seed=seed, per_class=cfg.per_class)
+        if not spec.weighted:
+            return sel.indices.cpu().long(), torch.ones(sel.indices.numel())
+        return _pool_weights(sel.indices.cpu().long(), sel.weights.cpu().float(), y, classes, sizes, cfg.per_class)
     world, rank = (ctx.world_size, ctx.rank) if ctx is not None and ctx.enabled else (1, 0)
     owner = [0] if cfg.per_class == "none" else split_classes([int((y == c).sum()) for c in classes], world)
     mine = [i for i, r in enumerate(owner) if r == rank]
@@ -203,9 +227,15 @@ def _select_from_pool(cfg: TrainConfig, proxies, classes: list[int], sizes: list
         part_pos = torch.cat([p for p, _ in parts])
         part_w = torch.cat([w for _, w in parts])
     order = torch.argsort(part_pos)
-    pos, w = part_pos[order], part_w[order]
+    return _pool_weights(part_pos[order], part_w[order], y, classes, sizes, cfg.per_class)
+
+
+def _pool_weights(pos: torch.Tensor, w: torch.Tensor, y: torch.Tensor, classes: list[int], sizes: list[int],
+                  per_class: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of a weighted selector on the pool → class scale, then normalised to mean 1."""
+    m = int(y.numel())
     if m < int(sum(sizes)):  # a proxy pool: cluster sizes within the pool → class scale
-        if cfg.per_class == "none":
+        if per_class == "none":
             w = w * (sum(sizes) / m)
         else:
             pool_counts = torch.bincount(y, minlength=max(classes) + 1).double()
