@@ -302,3 +302,22 @@ def test_diagnostics_on_cuda_match_cpu(tmp_path):
         assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), k
     # the coreset may break float ties differently on the GPU's selection engine: same size, small ξ
     assert b["subset_size"] == a["subset_size"] and b["xi_subset_clean"] < b["xi_random_clean"] * 3
+
+
+def test_every_selector_runs_its_selection_step_on_the_probe(tmp_path):
+    """ξ's subset comes from the run's own selection step, whatever the selector (forgetting reads
+    the run's history restricted to the probe)."""
+    from coreaug.select import ForgettingTracker
+    from coreaug.train.config import SELECTORS
+
+    cfg0 = tiny(diagnostics_probe=40)
+    _, views = prepare_data(cfg0)
+    torch.manual_seed(0)
+    model = build_model("mlp", 10, in_channels=1, image_size=8)
+    history = ForgettingTracker(len(views["eval_train"]))
+    history.update(torch.arange(1437), torch.arange(1437) % 3 == 0)
+    for i, sel in enumerate(SELECTORS):
+        cfg = tiny(diagnostics_probe=40, selector=sel)
+        row = TrainingDiagnostics(cfg, views, tmp_path / str(i), torch.device("cpu")).run(model, 0, history=history)
+        assert row["subset_size"] and math.isfinite(row["xi_subset_clean"]) and math.isfinite(row["xi_subset_aug"]), sel
+        assert all(0 <= j < 40 for j in row["subset_indices"]), sel
