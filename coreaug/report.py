@@ -77,6 +77,7 @@ def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "seed": r.get("seed"), "final_acc": r.get("final_test_acc"), "best_acc": r.get("best_test_acc"),
             "time": r.get("wall_clock_total"), "train_time": r.get("train_time_total"),
             "selection_time": r.get("selection_time_total"),
+            "diagnostics_time": r.get("diagnostics_time_total", 0.0),  # not part of "time" (the speed-up input)
             "examples_per_epoch": (r.get("examples_seen_total") or 0) / max(r.get("epochs_done") or 1, 1),
         })
     return pd.DataFrame(rows)
