@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Label noise (PAPER.md §4: "a 50% coreset of label-noise-corrupted data beats training on the full
+# Label noise (docs/paper-notes.md §4: "a 50% coreset of label-noise-corrupted data beats training on the full
 # data"): digits with 40% symmetric label noise, 2 seeds: full, full-aug, and regime (b) with a 50%
 # coreset vs a 50% random subset. The report prints accuracy and the speed-up vs full-aug (same run).
 #   bash benchmarks/bench_label_noise_digits.sh [RUNS_DIR]      (~3 min on 2 CPU cores)

@@ -6,7 +6,7 @@ selectors at 10% and 30% subsets; then builds the report table (accuracy mean ±
 training wall-clock, speed-up vs ``full-aug`` measured in the same process on the same machine) and
 prints, for each regime and size, the coreset's accuracy gap to the random and max-loss subsets.
 
-Paper expectation (PAPER.md §4): augmented coresets beat augmented random subsets of the same size
+Paper expectation (docs/paper-notes.md §4): augmented coresets beat augmented random subsets of the same size
 and train faster than full augmentation. The script reports what it measures, whatever it shows.
 
     python benchmarks/bench_train_digits.py                      # ~10 min on 2 CPU cores

@@ -4,7 +4,7 @@ Images enter as ``uint8`` tensors ``(C, H, W)`` and leave as normalised ``float3
 pipeline is ``weak → strong (uint8 ops) → to float in [0, 1] → strong (float ops) → normalise``:
 
 * weak: what every training example gets in place (``none``, ``crop``, ``cropflip``, ``rrc-flip``);
-* strong: what the *appended* copies get (PAPER.md §4: strong augmentation is applied on top of
+* strong: what the *appended* copies get (docs/paper-notes.md §4: strong augmentation is applied on top of
   weak augmentation) — ``autoaugment``, ``randaugment``, ``trivialaugment``, ``augmix``,
   ``randomerasing``, ``cropflip``, and the paper's theoretical model of augmentation, bounded
   additive noise x → x + δ with ``gaussian-noise`` (‖δ‖₂ ≤ ε) or ``uniform-noise`` (‖δ‖∞ ≤ ε).
@@ -99,7 +99,7 @@ def strong_ops(
     if name == "trivialaugment":
         return [v2.TrivialAugmentWide()], []
     if name == "augmix":
-        # Official repo's options: width 3, depth U{1..3}, severity 1, alpha 1 (PAPER.md §4).
+        # Official repo's options: width 3, depth U{1..3}, severity 1, alpha 1 (docs/paper-notes.md §4).
         return [v2.AugMix(severity=1, mixture_width=3, chain_depth=-1, alpha=1.0)], []
     if name == "randomerasing":
         return [], [v2.RandomErasing(p=1.0, scale=(0.02, 0.25))]

@@ -1,19 +1,30 @@
 """The ``coreaug`` command line: one entry point, one sub-command per job.
 
 Each sub-command lives in its own module, which provides ``add_arguments(parser)`` and
-``run(args) -> int``; this file only wires them together and turns project errors into a
-one-line message with exit code 2.
+``run(args) -> int``; this file only wires them together and is the **one place** where errors
+become what a user sees:
+
+* a usage error (an unknown flag, ``--fraction abc``) prints one usage line and one error line and
+  raises ``SystemExit(2)`` (argparse's convention; ``--help`` raises ``SystemExit(0)``);
+* a user error raised by the command layer — a project error (:class:`~coreaug.errors.CoreaugError`,
+  :class:`~spectra.errors.SpectraError`), an ``OSError`` (no permission, disk full, a file in the
+  way), a ``ValueError`` or running out of memory — prints one line ``coreaug: error: …``, exit 2;
+* Ctrl-C, even while the CLI is still importing torch, prints ``coreaug: interrupted``, exit 130;
+* warnings print as one line ``coreaug: warning: …``.
+
+Anything else is a bug and keeps its traceback; ``COREAUG_DEBUG=1`` shows the traceback of user
+errors too. This module imports nothing heavy at import time, so that an early Ctrl-C lands inside
+:func:`main`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import Sequence
-
-from coreaug.errors import CoreaugError
-from spectra.errors import SpectraError
+import warnings
+from typing import NoReturn, Sequence
 
 # name -> (module implementing add_arguments/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -26,9 +37,21 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class CoreaugArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are two lines (a short usage line, then the error), exit 2.
+
+    Sub-command parsers made by ``add_subparsers`` inherit this class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        command = " COMMAND" if self._subparsers is not None else ""
+        self._print_message(f"usage: {self.prog}{command} [options]  (all options: {self.prog} --help)\n", sys.stderr)
+        self.exit(2, f"coreaug: error: {_one_line(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = CoreaugArgumentParser(
         prog="coreaug",
         description="Data-efficient augmentation: train on augmented coresets, inspect Jacobian spectra.",
     )
@@ -41,21 +64,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message for a user error, or ``None`` when ``exc`` is a bug (keep its traceback)."""
+    from coreaug.errors import CoreaugError
+    from spectra.errors import SpectraError
+
+    if isinstance(exc, (CoreaugError, SpectraError)):
+        return _one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, OSError):
+        from coreaug.io import os_reason
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{os_reason(exc)}"
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        first = _one_line(str(exc)).split(". ")[0]
+        return f"out of memory{': ' + first if first else ''}; try a smaller --batch-size or fewer examples"
+    if isinstance(exc, ValueError):  # UnicodeDecodeError included
+        return f"{type(exc).__name__}: {_one_line(str(exc))} (COREAUG_DEBUG=1 shows the traceback)"
+    return None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"coreaug: warning: {_one_line(str(message))}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``coreaug`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``coreaug`` console script; returns the exit code (usage errors: ``SystemExit(2)``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _main(argv)
+    except KeyboardInterrupt:
+        print("coreaug: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()  # imports torch & co.: inside main so an early Ctrl-C is handled
+    args = parser.parse_args(argv)  # --help and usage errors raise SystemExit (0 / 2), as argparse does
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
     try:
         return int(args._run(args) or 0)
-    except (CoreaugError, SpectraError) as exc:
-        print(f"coreaug: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
+        message = user_error_message(exc)
+        if message is None or os.environ.get("COREAUG_DEBUG"):
+            raise
+        print(f"coreaug: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("coreaug: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

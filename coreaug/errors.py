@@ -16,6 +16,9 @@ __all__ = [
     "SelectionError",
     "CheckpointError",
     "DeviceError",
+    "OutputError",
+    "RunFolderBusyError",
+    "DivergenceError",
 ]
 
 
@@ -49,3 +52,15 @@ class CheckpointError(CoreaugError):
 
 class DeviceError(CoreaugError):
     """A requested device is not available (e.g. ``cuda`` on a machine without a GPU)."""
+
+
+class OutputError(CoreaugError):
+    """An output file or folder cannot be written: a file is in the way, no permission, disk full."""
+
+
+class RunFolderBusyError(CoreaugError):
+    """Another live process holds the run folder's lock (see :mod:`coreaug.runlock`)."""
+
+
+class DivergenceError(CoreaugError):
+    """The training loss became NaN or infinite (``allow_nonfinite`` turns this check off)."""

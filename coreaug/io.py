@@ -1,40 +1,114 @@
-"""Atomic writes for results and checkpoints: write to a temp file in the same folder, then rename."""
+"""Atomic writes for results and checkpoints: write to a temp file in the same folder, then rename.
+
+Also the project's strict JSON (non-finite floats become ``null``; bare ``NaN``/``Infinity`` are never
+written), output-folder checks that fail with one line (:class:`~coreaug.errors.OutputError`) before
+any work is done, and a short description of a state-dict mismatch.
+
+Temporary files are named ``.<name>.<random>.tmp`` (:data:`TEMP_FILE_PATTERN`); a killed write can
+leave one behind, and :mod:`coreaug.runlock` removes those of a run folder when it takes the lock.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
-from coreaug.errors import CheckpointError
+from coreaug.errors import CheckpointError, OutputError
+from coreaug.hooks import pause_point
+
+#: Names of the temporary files :func:`atomic_path` creates (``tempfile.mkstemp`` adds 8 characters).
+TEMP_FILE_PATTERN = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def os_reason(exc: OSError) -> str:
+    """A short lower-case reason for an ``OSError`` ("permission denied", "no space left on device", …)."""
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device"
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The first component of ``folder`` (from the root down) that exists but is not a folder."""
+    for p in reversed([folder, *folder.parents]):
+        if not p.exists():
+            return None
+        if not p.is_dir():
+            return p
+    return None
+
+
+def check_output_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check, without creating anything, that ``folder`` can be created or written.
+
+    Raises :class:`OutputError` when a file is in the way (``folder`` itself or one of its parents)
+    or the nearest existing folder is not writable. Use it before long work whose result goes there.
+    """
+    folder = Path(folder)
+    blocker = _blocking_file(folder)
+    if blocker == folder:
+        raise OutputError(f"{what} {folder} is a file, not a folder; choose another path")
+    if blocker is not None:
+        raise OutputError(f"cannot create {what} {folder}: {blocker} is a file, not a folder")
+    existing = next(p for p in [folder, *folder.parents] if p.exists()) if not folder.exists() else folder
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {folder} cannot be written: permission denied on {existing}")
+    return folder
+
+
+def make_dirs(folder: str | os.PathLike, what: str = "output folder") -> list[Path]:
+    """``mkdir -p folder``, raising a one-line :class:`OutputError`; returns the folders it created (outermost first)."""
+    folder = Path(folder)
+    missing = [p for p in reversed([folder, *folder.parents]) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = _blocking_file(folder)
+        if blocker is not None:
+            raise OutputError(f"cannot create {what} {folder}: {blocker} is a file, not a folder") from None
+        raise OutputError(f"cannot create {what} {folder}: {os_reason(exc)}") from None
+    return missing
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
 
-    If the body raises, the temporary file is removed and ``path`` is left untouched.
+    If the body raises, the temporary file is removed and ``path`` is left untouched. Any
+    ``OSError`` (no permission, disk full, …) becomes a one-line :class:`OutputError` that says
+    the previous file, if any, is unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    make_dirs(path.parent)
+    tmp_path: Path | None = None
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp_path, path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            pause_point(f"write:{path.name}")  # fault-injection tests: killed with the temp file written
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            kept = f"; the previous {path.name} is unchanged" if path.is_file() else ""
+            raise OutputError(f"cannot write {path}: {os_reason(exc)}{kept}") from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -54,9 +128,29 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def strict_json_value(obj: Any) -> Any:
+    """``obj`` with tensors/arrays as lists, paths as strings and every NaN/±inf float replaced by ``None``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json_value(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json_value(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor) or (hasattr(obj, "tolist") and not isinstance(obj, (str, bytes))):
+        return strict_json_value(obj.tolist())  # tensors, numpy arrays and numpy scalars
+    return obj
+
+
+def dumps_json(obj: Any, *, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj``: non-finite floats are written as ``null`` (never bare ``NaN``/``Infinity``)."""
+    return json.dumps(strict_json_value(obj), indent=indent, allow_nan=False, default=_json_default)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> None:
-    """Serialise ``obj`` as JSON and write it atomically (NaN is written as ``null``-safe string)."""
-    write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+    """Serialise ``obj`` as strict JSON (:func:`dumps_json`: NaN/±inf → ``null``) and write it atomically."""
+    write_text_atomic(path, dumps_json(obj, indent=indent) + "\n")
 
 
 def write_figure_atomic(fig: Any, path: str | os.PathLike, **savefig_kw: Any) -> Path:
@@ -76,6 +170,27 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _short_list(names: list[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f", … +{len(names) - k} more" if len(names) > k else "")
+
+
+def state_dict_mismatch(expected: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
+    """A one-line description of how ``got`` fails to fit ``expected`` (missing, unexpected and
+    mis-shaped keys, each list shortened), or ``None`` when every key and shape matches."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [f"{k} {tuple(got[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
+              if k in got and hasattr(got[k], "shape") and tuple(got[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) ({_short_list(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) ({_short_list(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} key(s) of another shape ({_short_list(shapes, 2)})")
+    return "; ".join(parts) or None
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ A run folder is what :func:`coreaug.train.train` writes (``config.json``, ``resu
 ``metrics.csv``). Runs that differ only in ``seed`` are grouped; each group gets accuracy mean ± std
 over seeds (sample std, 0 for one seed), mean training wall-clock (training + selection, evaluation
 excluded) and the **speed-up vs ``full-aug``** = mean time of the ``full-aug`` group with the same
-dataset, model, epochs and label noise ÷ this group's mean time (PAPER.md §5.6: measured on the same
+dataset, model, epochs and label noise ÷ this group's mean time (docs/paper-notes.md §5.6: measured on the same
 device). Every file is written atomically.
 
 Runs trained with ``--diagnostics-every K`` also carry ``diagnostics.csv``

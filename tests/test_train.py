@@ -114,7 +114,7 @@ def test_weighted_loss_equals_manual_computation():
     for i in range(9):
         p = torch.softmax(logits[i], 0)
         manual += float(w[i]) * -float(torch.log(p[y[i]]))
-    manual /= 9  # mean over the batch of w_i * CE_i (PAPER.md §3.6), not divided by sum(w)
+    manual /= 9  # mean over the batch of w_i * CE_i (docs/paper-notes.md §3.6), not divided by sum(w)
     got = weighted_batch_loss(logits, y, w)
     assert got.item() == pytest.approx(manual, rel=1e-6)
     assert weighted_batch_loss(logits, y, torch.ones(9)).item() == pytest.approx(F.cross_entropy(logits, y).item())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from coreaug.commands._args import check_ranges
 from coreaug.figures import FIGURES, make_figures
 
 
@@ -19,5 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from coreaug.io import check_output_dir
+    from coreaug.report import find_runs
+
+    check_ranges(args)
+    check_output_dir(args.out)
+    if args.runs:
+        find_runs(args.runs)  # bad --runs fail here, before the output folder is created
     make_figures(args.out, only=args.only, runs=args.runs, seed=args.seed, quiet=args.quiet)
     return 0

@@ -1,6 +1,8 @@
 """``coreaug report RUN_DIRS... --out DIR``: summary table (CSV + Markdown) and accuracy-vs-time plot.
 
-A RUN_DIR may also be a folder of run folders (expanded one level). Example::
+A RUN_DIR may also be a folder of run folders (expanded one level). Unfinished runs (a run folder
+without ``results.json``: still running, or stopped) are left out, and the report says how many
+and which. Example::
 
     coreaug report runs/digits --out runs/digits/report
 """
@@ -8,6 +10,13 @@ A RUN_DIR may also be a folder of run folders (expanded one level). Example::
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from coreaug.errors import ConfigError
+
+#: Files that mark a folder as a run folder of ``coreaug train`` (finished or not).
+_RUN_MARKERS = ("config.json", "checkpoint.pt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,11 +25,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not print the table")
 
 
+def unfinished_runs(paths: list[str]) -> list[Path]:
+    """Run folders among ``paths`` (and their direct sub-folders) that have no ``results.json``."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        candidates = [p] if any((p / m).is_file() for m in _RUN_MARKERS) else (
+            sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else [])
+        found += [c for c in candidates
+                  if not (c / "results.json").is_file() and any((c / m).is_file() for m in _RUN_MARKERS)]
+    return found
+
+
+def _describe(skipped: list[Path], k: int = 5) -> str:
+    names = ", ".join(str(p) for p in skipped[:k]) + (f", … +{len(skipped) - k} more" if len(skipped) > k else "")
+    return f"{len(skipped)} unfinished run(s) without results.json skipped: {names}"
+
+
 def run(args: argparse.Namespace) -> int:
+    from coreaug.io import check_output_dir
     from coreaug.report import write_report
 
-    paths = write_report(args.runs, args.out)
+    check_output_dir(args.out)
+    skipped = unfinished_runs(args.runs)
+    try:
+        paths = write_report(args.runs, args.out)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({_describe(skipped)})" if skipped else str(exc)) from None
     if not args.quiet:
         print(paths["md"].read_text(encoding="utf-8"), end="")
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if skipped:
+        print(f"coreaug: note: {_describe(skipped)}", file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ as in the official code; it computes what the chosen selector needs (probabiliti
 proxies, embeddings, gradient norms). ``forgetting`` needs a training history and is only available
 in ``coreaug train --selector forgetting``. The output holds training-set ``indices`` (ascending), their ``weights``
 and ``labels``: ``.json`` (plus the settings), ``.csv`` (``index,label,weight`` rows) or ``.pt``
-(a dict of tensors), written atomically.
+(a dict of tensors), written atomically. An existing file is never overwritten without ``--force``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from coreaug.errors import ConfigError
+from coreaug.commands._args import check_ranges
+from coreaug.errors import ConfigError, OutputError
 from coreaug.select import (
     GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, get_selector, resolve_method, select,
 )
@@ -38,7 +39,8 @@ _FORMATS = (".json", ".csv", ".pt")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("Examples::")[1].split("The proxies")[0] if __doc__ else None
-    parser.add_argument("--out", required=True, help="output file: .json, .csv or .pt")
+    parser.add_argument("--out", required=True, help="output file: .json, .csv or .pt (never overwritten without --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits, embedded)")
     parser.add_argument("--data-root", help="dataset folder (every dataset but digits)")
     parser.add_argument("--image-size", type=int, help="output side for ImageFolder datasets")
@@ -81,9 +83,14 @@ def run(args: argparse.Namespace) -> int:
     from coreaug.data import load_data
     from coreaug.device import resolve_device
 
+    check_ranges(args, positive=("image_size", "resize", "budget", "proj_dim", "batch_size"),
+                 non_negative=("num_workers",))
     out = Path(args.out)
     if out.suffix.lower() not in _FORMATS:
         raise ConfigError(f"--out must end in one of {', '.join(_FORMATS)}, got {out.name!r}")
+    _check_out(out, force=args.force)
+    if args.proj_dim is not None and args.proxy != "weight":
+        raise ConfigError("--proj-dim sketches the weight proxy: pass it with --proxy weight")
     method = resolve_method(args.method)
     spec = get_selector(method)
     if "history" in spec.needs:
@@ -143,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"selected {indices.numel()} of {n} {bundle.name} training points ({meta['method']}, "
           f"{args.per_class}) in {elapsed:.2f} s -> {out}")
     return 0
+
+
+def _check_out(out: Path, *, force: bool) -> None:
+    """Refuse (before any work) an --out that exists unless --force, or that cannot be written."""
+    from coreaug.io import check_output_dir
+
+    if out.is_dir():
+        raise OutputError(f"--out {out} is a folder; give a file name ending in {', '.join(_FORMATS)}")
+    if out.exists() and not force:
+        raise OutputError(f"--out {out} already exists; pass --force to overwrite it or choose another file")
+    check_output_dir(out.parent)
 
 
 def _write(out: Path, meta: dict[str, Any], indices: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor) -> None:

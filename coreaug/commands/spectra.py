@@ -8,7 +8,9 @@ blockwise (``spectra.gram_matrix``; J is never materialised) and reports, from i
 the relative change of each σ_i (small vs large), principal angles between the top-r left
 singular subspaces, and the Weyl / Davis–Kahan / stacked-Jacobian checks.
 
-Writes ``OUT/spectra.json`` (summaries) and ``OUT/spectra.npz`` (all spectra), atomically.
+Writes ``OUT/spectra.json`` (summaries; strict JSON, so a non-finite number such as the condition
+number of a rank-deficient Jacobian is written as ``null``) and ``OUT/spectra.npz`` (all spectra),
+atomically.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coreaug.commands._args import check_ranges
 from coreaug.device import resolve_device
 from coreaug.data.base import stratified_indices
 from coreaug.errors import ConfigError
-from coreaug.io import atomic_path, write_json_atomic
+from coreaug.io import atomic_path, check_output_dir, write_json_atomic
 
 PERTURBATIONS = ("random", "worst", "none")
 
@@ -50,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worst-case objective: cross-entropy or the squared true-class-logit gradient norm")
     parser.add_argument("--augment", default="",
                         help="comma-separated strong augmentations (coreaug.augment names, e.g. autoaugment,augmix)")
-    parser.add_argument("--rank", type=int, default=10, help="r: dimension of the top singular subspaces compared")
+    parser.add_argument("--rank", type=int, default=None,
+                        help="r: dimension of the top singular subspaces compared, in [1, rows-1] (default: 10, "
+                             "or rows-1 when fewer)")
     parser.add_argument("--float32", action="store_true", help="compute in float32 (default float64)")
     parser.add_argument("--block-size", type=int, default=None, help="examples per Jacobian block of the Gram")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,7 +92,7 @@ def _jsonable(obj):
     if isinstance(obj, torch.Tensor):
         return [None if (isinstance(v, float) and not math.isfinite(v)) else v for v in obj.double().cpu().tolist()]
     if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+        return None  # strict JSON, as everywhere in the project: NaN and ±inf are written as null
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from coreaug.models import build_model, load_weights
 
     t_start = time.time()
+    check_ranges(args, positive=("rank", "pgd_steps", "block_size"))
     device = resolve_device(args.device)
     perturbs = [p.strip() for p in args.perturb.split(",") if p.strip()]
     for p in perturbs:
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--eps must be a positive number, got {args.eps}")
     if args.pgd_steps < 1:
         raise ConfigError(f"--pgd-steps must be >= 1, got {args.pgd_steps}")
+    check_output_dir(args.out)
     dtype = torch.float32 if args.float32 else torch.float64
     torch.manual_seed(args.seed)
 
@@ -125,6 +132,13 @@ def run(args: argparse.Namespace) -> int:
     params = _param_spec(args.params)
 
     x_pix, y, index = _load_examples(bundle, args.split, args.num_examples, args.seed)
+    # top-r subspaces of the Jacobian's rows are compared for r < rows (r = rows is the whole space)
+    rows = args.num_examples * (1 if args.outputs == "true-class" else bundle.num_classes)
+    if args.rank is None:
+        args.rank = max(1, min(10, rows - 1))
+    elif not 1 <= args.rank <= rows - 1:
+        raise ConfigError(f"--rank must be in [1, {rows - 1}] (one less than the {rows} Jacobian rows), got {args.rank}"
+                          if rows > 1 else "--rank needs at least 2 Jacobian rows: pass -n 2 or more")
     x_pix, y = x_pix.to(device), y.to(device)
     mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1)

@@ -12,13 +12,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import json
 import time
 from pathlib import Path
 
-from coreaug.errors import CheckpointError, ConfigError
-from coreaug.train.config import METHODS, PER_CLASS, SELECTORS, config_from_dict, resolve_config
+from coreaug.errors import CheckpointError, ConfigError, RunFolderBusyError
+from coreaug.train.config import (
+    METHODS, PER_CLASS, SELECTORS, config_from_dict, read_config_file, resolve_config,
+)
 from coreaug.train.presets import PRESETS
 
 # CLI flag dest -> TrainConfig field
@@ -30,6 +32,7 @@ _FLAG_FIELDS = {
     "proxy": "proxy", "per_class": "per_class", "aug_weight": "aug_weight", "num_workers": "num_workers",
     "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones", "threads": "threads",
     "eval_batch_size": "eval_batch_size", "proxy_pool": "proxy_pool",
+    "allow_nonfinite": "allow_nonfinite",
     "diagnostics_every": "diagnostics_every", "diagnostics_probe": "diagnostics_probe",
     "diagnostics_params": "diagnostics_params",
 }
@@ -56,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", help="YAML or JSON file of config keys (may name a 'preset')")
     g.add_argument("--out", help="run folder (must be empty or absent unless --resume); "
                                   "default: a new folder runs/<preset-or-dataset>-<method>[-N]")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (from epoch 0 with its config.json when "
+                        "it stopped before the first checkpoint)")
     g = parser.add_argument_group("overrides")
     g.add_argument("--dataset")
     g.add_argument("--data-root", help="dataset folder (every dataset but digits)")
@@ -93,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                "use; on a shared machine pass e.g. --threads 1)")
     g.add_argument("--eval-batch-size", type=_int_or_auto, metavar="N|auto",
                    help="inference batch of the proxy pass and evaluation (default auto: 128 on CPU, 1024 on CUDA)")
+    g.add_argument("--allow-nonfinite", action="store_true", default=None,
+                   help="keep training when the loss becomes NaN/inf (default: stop with an error)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     g = parser.add_argument_group("spectral diagnostics (RUN_DIR/diagnostics.csv; see README)")
     g.add_argument("--diagnostics-every", type=int, metavar="K",
@@ -110,7 +117,7 @@ def _fresh_run_dir(args: argparse.Namespace, root: Path = Path("runs")) -> Path:
     """``runs/<preset-or-dataset>-<method>``, with ``-2``, ``-3``… appended so no earlier run is touched."""
     name = "-".join(str(v) for v in (args.preset or args.dataset or "run", args.method) if v)
     candidate, k = root / name, 1
-    while candidate.exists() and any(candidate.iterdir()):
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
         k += 1
         candidate = root / f"{name}-{k}"
     return candidate
@@ -121,24 +128,34 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {field: getattr(args, dest) for dest, field in _FLAG_FIELDS.items()}
     overrides["amp"] = args.amp
-    if args.out is None:
+    default_out = args.out is None
+    if default_out:
         if args.resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("--out is required with --resume and under torchrun")
         args.out = str(_fresh_run_dir(args))
     out = Path(args.out)
+    t0 = time.perf_counter()
     if args.resume and args.preset is None and args.config is None:
-        # resume from the folder's own resolved config; flags still override (and are hash-checked)
-        saved = out / "config.json"
-        if not saved.is_file():
-            raise CheckpointError(f"cannot resume: no config.json in {out}")
-        base = json.loads(saved.read_text(encoding="utf-8"))
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = config_from_dict(base)
+        # resume from the folder's own resolved config; flags still override (and are hash-checked).
+        # The run-folder lock is taken before config.json is read (rank 0 only under DDP).
+        from coreaug.runlock import acquire_run_lock
+
+        existed = out.is_dir()
+        with acquire_run_lock(out) if _is_rank0() else contextlib.nullcontext():
+            cfg = _saved_config(out, overrides, existed=existed)
+            results = train(cfg, out, resume=True, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
+                            tensorboard=args.tensorboard)
     else:
         cfg = resolve_config(args.preset, args.config, overrides)
-    t0 = time.perf_counter()
-    results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
-                    tensorboard=args.tensorboard)
+        for attempt in range(10):
+            try:
+                results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
+                                tensorboard=args.tensorboard)
+                break
+            except RunFolderBusyError:
+                if not default_out or attempt == 9:
+                    raise
+                out = _fresh_run_dir(args)  # a run started at the same moment took this default folder
     if results.get("world_size", 1) > 1 and not _is_rank0():
         return 0
     status = "done" if results["completed"] else f"stopped after epoch {results['epochs_done']}"
@@ -150,6 +167,22 @@ def run(args: argparse.Namespace) -> int:
         f"total {time.perf_counter() - t0:.1f}s -> {out}"
     )
     return 0
+
+
+def _saved_config(out: Path, overrides: dict, *, existed: bool):
+    """The configuration saved in ``out/config.json``, with the set flags applied on top."""
+    saved = out / "config.json"
+    if not existed:
+        raise CheckpointError(f"cannot resume: run folder {out} does not exist")
+    if not saved.is_file():
+        raise CheckpointError(f"cannot resume: no config.json in {out} (the run stopped before writing it); "
+                              "rerun the original command with --resume")
+    try:
+        base = read_config_file(saved)
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot resume from {out}: {exc}") from None
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(base)
 
 
 def _is_rank0() -> bool:

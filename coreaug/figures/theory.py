@@ -5,7 +5,7 @@ epochs on digits (pixels in [0, 1], no normalisation, so an additive perturbatio
 measured on the pixel scale), and a stratified sample of training images. Jacobians are taken
 with respect to all parameters, in float64, through :mod:`spectra`.
 
-"Appending" is the paper's augmentation protocol (PAPER.md §2, §5.1): the augmented Jacobian is the
+"Appending" is the paper's augmentation protocol (docs/paper-notes.md §2, §5.1): the augmented Jacobian is the
 stacked matrix [J; J̃]. To separate the effect of the perturbation from the trivial √2 of having
 twice the rows, spectra are compared with the clean data appended to itself, [J; J] (σ = √2·σ(J)).
 """

@@ -60,13 +60,16 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     ``module.`` prefix of DistributedDataParallel state dicts is stripped. A missing, unreadable or
     ill-fitting file raises :class:`~coreaug.errors.CheckpointError` with a one-line message.
     """
-    from coreaug.io import load_checkpoint
+    from coreaug.io import load_checkpoint, state_dict_mismatch
 
     state = load_checkpoint(path)
     sd = state.get("model", state)
     if not isinstance(sd, dict):
         raise CheckpointError(f"checkpoint {path} has no 'model' state dict")
     sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    mismatch = state_dict_mismatch(model.state_dict(), sd)
+    if mismatch is not None:
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {mismatch}")
     try:
         model.load_state_dict(sd)
     except RuntimeError as exc:

@@ -4,11 +4,18 @@ A checkpoint holds the model, optimizer, scheduler and AMP-scaler states, the RN
 CUDA, numpy, Python), the current subset and its weights (and the random main subset of regime
 (c)), the next epoch to run, the metrics so far and the config hash. It is written atomically
 (:func:`coreaug.io.save_checkpoint`) at the end of every epoch.
+
+It also records the number of torch CPU threads. Resuming is bit-for-bit on CPU only with the same
+thread count (reductions split differently across threads round differently, and the difference
+grows over later epochs); a resume with another count runs but warns (:func:`warn_if_threads_differ`).
+Which other settings may change on resume: the fields outside the config hash (``device``,
+``num_workers``, ``threads``, ``eval_batch_size``, ``data_root``, ``allow_nonfinite``, ``notes``).
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +56,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def write_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write ``state`` (plus the format version) to ``run_dir/checkpoint.pt``."""
     path = Path(run_dir) / CHECKPOINT_NAME
-    save_checkpoint(path, {"format_version": FORMAT_VERSION, **state})
+    save_checkpoint(path, {"format_version": FORMAT_VERSION, "threads": torch.get_num_threads(), **state})
     return path
+
+
+def warn_if_threads_differ(state: dict[str, Any], device: torch.device | str = "cpu") -> bool:
+    """Warn (and return True) when a CPU run resumes with another torch thread count than it was saved with."""
+    saved = state.get("threads")
+    now = torch.get_num_threads()
+    if saved is None or saved == now or torch.device(device).type != "cpu":
+        return False
+    warnings.warn(f"resuming with {now} torch threads, but the checkpoint was written with {saved}: the run "
+                  f"continues, not bit-for-bit (pass --threads {saved} for identical results)", stacklevel=3)
+    return True
 
 
 def read_checkpoint(run_dir: str | Path, *, config_hash: str) -> dict[str, Any]:

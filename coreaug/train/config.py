@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, built from preset → config file → CLI overrides, validated.
 
-Method names (what each epoch trains on; PAPER.md §4 "appending protocol" and "three regimes"):
+Method names (what each epoch trains on; docs/paper-notes.md §4 "appending protocol" and "three regimes"):
 
 =====================  ==========================================================================
 ``full``               all n examples, weak augmentation only (no strong augmentation)
@@ -13,7 +13,7 @@ Method names (what each epoch trains on; PAPER.md §4 "appending protocol" and "
 
 S is chosen by ``selector``: ``coreset`` (per-class facility location on gradient proxies, weights
 γ = cluster sizes normalised to mean 1), ``random`` or ``maxloss`` (weights 1), re-selected every
-``reselect_every`` (R) epochs starting at epoch 0 (PAPER.md §3, §5).
+``reselect_every`` (R) epochs starting at epoch 0 (docs/paper-notes.md §3, §5).
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ OPTIMIZERS: tuple[str, ...] = ("sgd",)
 # Fields that do not change what is computed; they are left out of the config hash so a run can be
 # resumed on another device or with another number of loader workers.
 _HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size", "notes", "data_root",
+                            "allow_nonfinite",
                             # diagnostics only observe the run (RNG-isolated; coreaug.train.diagnostics)
                             "diagnostics_every", "diagnostics_probe", "diagnostics_params"})
 # Fields added after runs were first written: left out of the hash while they hold their default,
 # so the checkpoints of those runs still resume.
 _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"proxy_pool": 1.0}
+#: Largest accepted ``threads`` (torch crashes on absurd counts such as 100000).
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -69,16 +72,16 @@ class TrainConfig:
     # what to train on
     method: str = "subset-only"
     selector: str = "coreset"
-    fraction: float = 0.3  # subset size |S| = int(fraction · n)  (PAPER.md §3: B = int(s·n))
+    fraction: float = 0.3  # subset size |S| = int(fraction · n)  (docs/paper-notes.md §3: B = int(s·n))
     reselect_every: int = 1  # R: recompute proxies and re-select every R epochs, from epoch 0
     # F in (0, 1]: each reselection runs the proxy pass on a fresh stratified random pool of F·n
     # points and selects from it (1 = all n, the paper's protocol; see coreaug.train.subsets)
     proxy_pool: float = 1.0
-    proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (PAPER.md §3.2)
-    # per-class budgets (PAPER.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
+    proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (docs/paper-notes.md §3.2)
+    # per-class budgets (docs/paper-notes.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
     # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
     per_class: str = "equal-ceil"
-    aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (PAPER.md §3.6)
+    aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
     # augmentations
     weak_aug: str = "none"
     strong_aug: str = "randaugment"
@@ -86,7 +89,7 @@ class TrainConfig:
     noise_eps: float = 0.5  # radius of the additive-noise augmentations
     image_size: int | None = None  # None: the dataset's native size
     resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
-    # optimisation (PAPER.md §4 hyper-parameters)
+    # optimisation (docs/paper-notes.md §4 hyper-parameters)
     optimizer: str = "sgd"
     epochs: int = 10
     lr: float = 0.1
@@ -107,6 +110,9 @@ class TrainConfig:
     threads: int | None = None
     # inference batch of the proxy pass and evaluation: "auto" = 128 on CPU, 1024 on CUDA
     eval_batch_size: int | str = "auto"
+    # keep training when the training loss becomes NaN/inf (default: stop with an error, keeping the
+    # last good checkpoint); for studying divergence. Non-finite numbers are written as null in JSON.
+    allow_nonfinite: bool = False
     notes: str = ""
     # spectral diagnostics during training (coreaug.train.diagnostics): every K epochs (0 = off) on a
     # probe of N stratified training examples, Jacobian w.r.t. the classifier ("last") or "all" parameters
@@ -203,7 +209,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"label-noise rate must be in [0, 1), got {cfg.label_noise!r}")
     if number("noise_eps", cfg.noise_eps) <= 0:
         raise ConfigError(f"noise_eps must be > 0, got {cfg.noise_eps!r}")
-    number("seed", cfg.seed, integer=True)
+    seed = cfg.seed  # checked as an int: 2^63 - 1 is not exact as a float
+    if (isinstance(seed, bool) or not isinstance(seed, (int, float))
+            or (isinstance(seed, float) and not seed.is_integer()) or not 0 <= seed < 2**63):
+        raise ConfigError(f"seed must be an integer in [0, 2^63), got {seed!r}")
+    if cfg.threads is not None and number("threads", cfg.threads, integer=True) > MAX_THREADS:
+        raise ConfigError(f"threads must be in [1, {MAX_THREADS}], got {cfg.threads!r}")
+    if not isinstance(cfg.data_options, dict) or not all(isinstance(k, str) for k in cfg.data_options):
+        raise ConfigError(f"data_options must be a mapping of loader option names to values, got {cfg.data_options!r}")
     for name in ("image_size", "resize", "threads"):
         v = getattr(cfg, name)
         if v is not None and number(name, v, integer=True) < 1:
@@ -219,7 +232,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {cfg.diagnostics_probe!r}")
     _choice("diagnostics params", cfg.diagnostics_params, ("last", "all"))
     cfg.diagnostics_every, cfg.diagnostics_probe = int(cfg.diagnostics_every), int(cfg.diagnostics_probe)
-    for name in ("nesterov", "amp"):
+    for name in ("nesterov", "amp", "allow_nonfinite"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
     # normalise types after validation (YAML may give floats for ints)
@@ -248,7 +261,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml

@@ -65,7 +65,7 @@ import spectra
 from coreaug.data.base import TensorDataset, stratified_indices
 from coreaug.device import resolve_eval_batch_size
 from coreaug.errors import ConfigError
-from coreaug.io import write_text_atomic
+from coreaug.io import dumps_json, write_text_atomic
 from coreaug.models import last_linear
 from coreaug.select import select
 from coreaug.train.checkpoint import rng_state, set_rng_state
@@ -342,7 +342,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return [_jsonable(t) for t in v.tolist()] if v.ndim else _jsonable(v.item())
     if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        return None  # strict JSON, as every file the project writes (NaN/±inf → null)
     if isinstance(v, list):
         return [_jsonable(t) for t in v]
     return v
@@ -450,5 +450,5 @@ class TrainingDiagnostics:
         return row
 
     def _write(self) -> None:
-        write_text_atomic(self.out / DIAGNOSTICS_JSONL, "".join(json.dumps(r) + "\n" for r in self.rows))
+        write_text_atomic(self.out / DIAGNOSTICS_JSONL, "".join(dumps_json(r) + "\n" for r in self.rows))
         write_text_atomic(self.out / DIAGNOSTICS_CSV, _csv_text(self.rows))

@@ -1,6 +1,6 @@
 """What one epoch trains on: a concatenation of dataset views with per-example loss weights.
 
-PAPER.md §4 "appending protocol": each epoch's set is the *main* set (all data, the subset S, or a
+docs/paper-notes.md §4 "appending protocol": each epoch's set is the *main* set (all data, the subset S, or a
 random subset), weak-augmented, **plus one strong-augmented copy of every element of S appended**,
 so |epoch| = |main| + |S|. :func:`plan_epoch` decides indices and weights (pure, testable);
 :class:`EpochDataset` realises a plan over the weak and strong views; :func:`make_loader` wraps it

@@ -8,7 +8,11 @@ One call of :func:`train` is one run; it owns its run folder::
     RUN_DIR/results.json     final/best accuracy, time totals (written when the run completes)
     RUN_DIR/diagnostics.csv  spectral diagnostics every K epochs (also diagnostics.jsonl), when enabled
 
-Faithful to PAPER.md §3–§5: proxies come from an eval-mode, no-grad pass over all n training points
+The run folder is locked (:mod:`coreaug.runlock`, rank 0 under DDP) before anything in it is read or
+written, for the whole run. A NaN/inf training loss stops the run with :class:`DivergenceError`
+unless ``allow_nonfinite`` (the last good checkpoint stays).
+
+Faithful to docs/paper-notes.md §3–§5: proxies come from an eval-mode, no-grad pass over all n training points
 with the test-time transform, at epochs 0, R, 2R, …; strong-augmented copies of S are *appended*;
 the loss is ``mean_i(w_i · CE_i)``.
 """
@@ -18,10 +22,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import platform
+import sys
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,13 +39,17 @@ from tqdm.auto import tqdm
 from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
 from coreaug.device import resolve_eval_batch_size, resolve_num_workers
-from coreaug.errors import ConfigError
-from coreaug.io import write_json_atomic, write_text_atomic
+from coreaug.errors import CheckpointError, ConfigError, CoreaugError, DivergenceError, RunFolderBusyError
+from coreaug.hooks import pause_point
+from coreaug.io import dumps_json, write_json_atomic, write_text_atomic
 from coreaug.models import build_model
-from coreaug.train.checkpoint import CHECKPOINT_NAME, read_checkpoint, rng_state, set_rng_state, write_checkpoint
-from coreaug.train.config import TrainConfig, validate
+from coreaug.runlock import acquire_run_lock, is_run_file
+from coreaug.train.checkpoint import (
+    CHECKPOINT_NAME, read_checkpoint, rng_state, set_rng_state, warn_if_threads_differ, write_checkpoint,
+)
+from coreaug.train.config import TrainConfig, config_from_dict, read_config_file, validate
 from coreaug.train.distributed import (
-    DistContext, all_gather_object, all_reduce_sum, barrier, cleanup, setup_distributed,
+    DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
 from coreaug.train.epoch_data import WEAK, EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
 from coreaug.train.diagnostics import TrainingDiagnostics
@@ -55,7 +65,7 @@ METRIC_FIELDS: tuple[str, ...] = (
 
 
 def weighted_batch_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``mean_i(w_i · CE(logits_i, y_i))`` — the official code's weighted loss (PAPER.md §3.6)."""
+    """``mean_i(w_i · CE(logits_i, y_i))`` — the official code's weighted loss (docs/paper-notes.md §3.6)."""
     per_example = F.cross_entropy(logits.float(), targets, reduction="none")
     return (weights.to(per_example.dtype) * per_example).mean()
 
@@ -138,15 +148,69 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     return bundle, views
 
 
-def _check_run_dir(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
-    if not resume and out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"run folder {out} is not empty; pass --resume to continue it or choose another --out")
-    if resume and not (out / CHECKPOINT_NAME).is_file():
-        from coreaug.errors import CheckpointError
+@contextmanager
+def _locked_run_folder(out: Path, ctx: DistContext):
+    """Rank 0 holds the run-folder lock for the body; every rank learns if that failed and if the folder is new."""
+    lock, failure = None, None
+    if ctx.is_main:
+        try:
+            lock = acquire_run_lock(out)
+        except CoreaugError as exc:
+            failure = exc
+    info = broadcast_object({"error": None if failure is None else str(failure),
+                             "created": bool(lock is not None and lock.created_folder)}, ctx)
+    if failure is not None:
+        raise failure
+    if info["error"] is not None:  # the other ranks stop with rank 0
+        raise RunFolderBusyError(info["error"])
+    try:
+        yield info["created"]
+    finally:
+        if lock is not None:
+            lock.release()
 
-        raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} in {out}")
+
+def _check_run_dir(out: Path, resume: bool, cfg: TrainConfig, *, created: bool) -> str:
+    """How to start (the folder is locked): ``"fresh"``, ``"checkpoint"`` (resume) or ``"restart"``
+    (``resume`` of a run stopped before its first checkpoint: epoch 0 with the same config)."""
+    entries = [p.name for p in out.iterdir() if is_run_file(p.name)]
+    if not resume:
+        if entries:
+            raise ConfigError(f"run folder {out} is not empty; pass --resume to continue it or choose another --out")
+        return "fresh"
+    if (out / CHECKPOINT_NAME).is_file():
+        return "checkpoint"
+    if created:
+        raise CheckpointError(f"cannot resume: run folder {out} does not exist")
+    saved = out / "config.json"
+    if saved.is_file():
+        try:
+            saved_hash = config_from_dict(read_config_file(saved)).hash()
+        except ConfigError as exc:
+            raise CheckpointError(f"cannot resume from {out}: {exc}") from None
+        if saved_hash != cfg.hash():
+            raise CheckpointError(f"{saved} was written by another configuration (hash {saved_hash} != {cfg.hash()}); "
+                                  "use the same settings or a new --out folder")
+        return "restart"
+    if not entries:  # the earlier run stopped before writing config.json
+        return "fresh"
+    raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} or config.json in {out}")
+
+
+def _finished_results(out: Path) -> dict[str, Any] | None:
+    """``results.json`` of a completed run, or ``None`` when it is missing or unreadable."""
+    try:
+        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and results.get("completed") else None
+
+
+def _divergence(epoch: int, value: float, rows: list[dict[str, Any]], out: Path) -> DivergenceError:
+    kept = (f"the last good checkpoint (epoch {rows[-1]['epoch']}) is kept" if rows
+            else "no checkpoint was written")
+    return DivergenceError(f"training loss became {value} in epoch {epoch + 1}: stopped, {kept} in {out}; "
+                           "lower --lr, or pass --allow-nonfinite to keep training")
 
 
 def _metrics_csv(rows: list[dict[str, Any]]) -> str:
@@ -160,7 +224,7 @@ def _metrics_csv(rows: list[dict[str, Any]]) -> str:
 
 def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(out / "metrics.csv", _metrics_csv(rows))
-    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(out / "metrics.jsonl", "".join(dumps_json(r) + "\n" for r in rows))  # strict: NaN -> null
 
 
 def _share(selection: float, train: float) -> float:
@@ -267,20 +331,28 @@ def train(
         torch.set_num_threads(cfg.threads)
     ctx = setup_distributed(cfg.device)
     try:
-        return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
-                      on_epoch_end=on_epoch_end, tensorboard=tensorboard)
+        with _locked_run_folder(out, ctx) as created:
+            return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
+                          on_epoch_end=on_epoch_end, created=created, tensorboard=tensorboard)
     finally:
         cleanup(ctx)
         torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
-           stop_after_epoch: int | None, on_epoch_end, tensorboard=None) -> dict[str, Any]:
+           stop_after_epoch: int | None, on_epoch_end, created: bool = False, tensorboard=None) -> dict[str, Any]:
     device, main = ctx.device, ctx.is_main
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
-    _check_run_dir(out, resume)
-    checkpoint = read_checkpoint(out, config_hash=cfg.hash()) if resume else None
+    mode = _check_run_dir(out, resume, cfg, created=created)
+    checkpoint = read_checkpoint(out, config_hash=cfg.hash()) if mode == "checkpoint" else None
+    if resume and checkpoint is None and main:
+        print(f"coreaug: note: no {CHECKPOINT_NAME} in {out} (the run stopped before its first checkpoint): "
+              "starting from epoch 0" + (" with its config.json" if mode == "restart" else ""), file=sys.stderr)
+    if checkpoint is not None:
+        if int(checkpoint["epoch"]) >= cfg.epochs and (done := _finished_results(out)) is not None:
+            return done  # a finished run: nothing to do, results.json stays as it was
+        warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
     n = len(views["eval_train"])
     diag = TrainingDiagnostics(cfg, views, out, device) if cfg.diagnostics_every > 0 else None
@@ -321,6 +393,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             raw_model, device_ids=[device.index] if device.type == "cuda" else None)
     barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
     if main:
+        pause_point("run:locked")  # fault-injection tests: killed before config.json exists
         out.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
             write_json_atomic(out / "config.json", cfg.to_dict())
@@ -394,11 +467,16 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                     seen_hit.append((logits.detach().argmax(1) == y)[main_view.to(device)])  # no host sync here
                 count += int(y.numel())
                 steps += 1
+                pause_point("train:step")
+                if not cfg.allow_nonfinite and not ctx.enabled and steps % 50 == 0 and not torch.isfinite(loss_sum):
+                    raise _divergence(epoch, float(loss_sum), rows, out)  # (DDP: checked after the all-reduce)
             scheduler.step()
         train_time = t.elapsed
         if tracker is not None:
             _record_forgetting(tracker, seen_idx, seen_hit, ctx)
         loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
+        if not cfg.allow_nonfinite and not math.isfinite(loss_total):
+            raise _divergence(epoch, loss_total, rows, out)  # before this epoch's checkpoint: the last good one stays
         with Timer(device) as t:
             test_loss, test_acc, test_bal_acc = (
                 evaluate(raw_model, views["test"], batch_size=resolve_eval_batch_size(cfg.eval_batch_size, device),
@@ -432,6 +510,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 "subset": state.to_dict() if state is not None else None, "metrics": rows,
                 "forgetting": tracker.state_dict() if tracker is not None else None,
             })
+            pause_point("epoch:end")  # fault-injection tests: killed right after a checkpoint
             epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{test_acc:.3f}")
             if show:
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, test acc "

@@ -1,6 +1,6 @@
 """Presets: the paper's hyper-parameters, one dict of :class:`~coreaug.train.config.TrainConfig` fields each.
 
-Sources (PAPER.md §4): the official repository's Caltech256 and ImageNet scripts and its defaults
+Sources (docs/paper-notes.md §4): the official repository's Caltech256 and ImageNet scripts and its defaults
 (SGD, momentum 0.9, weight decay 1e-4, MultiStepLR ×0.1 at {90: 30/60, 200: 100/150, 40: 20/30}).
 The paper's own CIFAR10/SVHN/TinyImageNet settings (epochs, lr, batch, R, subset grid) were
 **NOT FOUND**; where a value below is our choice rather than the official code's, ``notes`` says so.

@@ -1,4 +1,4 @@
-"""Subset selection for one reselection step: proxy pass → selector → (S, γ) (PAPER.md §3).
+"""Subset selection for one reselection step: proxy pass → selector → (S, γ) (docs/paper-notes.md §3).
 
 Every R epochs from epoch 0 the model is run once, in eval mode without gradients, over all n
 training points with the **test-time transform** (:func:`coreaug.proxies.compute_proxies`); the
@@ -44,13 +44,13 @@ class SubsetState:
 
 
 def needs_reselection(epoch: int, every: int) -> bool:
-    """True at epochs 0, R, 2R, … (PAPER.md §5.2)."""
+    """True at epochs 0, R, 2R, … (docs/paper-notes.md §5.2)."""
     return epoch % every == 0
 
 
 def class_budget_plan(labels: torch.Tensor, fraction: float, per_class: str) -> tuple[list[int], list[int], list[int]]:
     """``(classes, sizes, budgets)`` over the *whole* training set: the budgets of
-    :func:`coreaug.select.facility_location` for ``B = max(1, floor(fraction·n))`` (PAPER.md §3.3).
+    :func:`coreaug.select.facility_location` for ``B = max(1, floor(fraction·n))`` (docs/paper-notes.md §3.3).
 
     With ``per_class="none"`` the budgets are proportional shares (``ceil(B·n_c/n)``, used only to
     size the proxy pool) and the selection itself gets the single total ``B``.
@@ -242,7 +242,7 @@ def _pool_weights(pos: torch.Tensor, w: torch.Tensor, y: torch.Tensor, classes: 
             full_counts = torch.zeros_like(pool_counts)
             full_counts[torch.tensor(classes)] = torch.tensor(sizes, dtype=torch.float64)
             w = (w.double() * (full_counts / pool_counts.clamp_min(1))[y[pos]]).float()
-    w = w * (w.numel() / w.sum())  # γ normalised to mean 1 over the coreset (PAPER.md §3.5)
+    w = w * (w.numel() / w.sum())  # γ normalised to mean 1 over the coreset (docs/paper-notes.md §3.5)
     return pos, w
 
 

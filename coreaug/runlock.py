@@ -1,0 +1,177 @@
+"""An exclusive lock on a run folder, taken before anything in it is read or written, held for the whole run.
+
+The lock is ``fcntl.flock`` on ``RUN_DIR/.coreaug.lock``. The kernel drops it when the holding
+process ends for any reason (SIGKILL and power loss included), so a killed run never leaves a
+stale lock: the next run or ``--resume`` simply takes it. The holder writes its PID into the file so
+that a refused process can name it::
+
+    coreaug: error: run folder runs/x is in use by another run (PID 4242); wait for it to end or choose another --out
+
+Taking the lock also
+
+* creates the folder when it does not exist (and remembers that it did),
+* removes stale temporary files of killed atomic writes (``.<name>.<random>.tmp``, see
+  :data:`coreaug.io.TEMP_FILE_PATTERN`) — no other writer of the folder can be alive.
+
+Releasing it removes the lock file, and the folders it created when they are still empty, so a run
+that stopped on bad input leaves nothing behind. Within one process the lock is re-entrant: the CLI
+takes it before reading ``config.json`` for ``--resume`` and :func:`coreaug.train.train` takes it
+again. Under DDP only rank 0 takes it (see ``coreaug/train/loop.py``). Where ``fcntl`` does not exist
+(Windows) the lock is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from coreaug.errors import OutputError, RunFolderBusyError
+from coreaug.io import TEMP_FILE_PATTERN, make_dirs, os_reason
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".coreaug.lock"
+
+_held: dict[str, "RunLock"] = {}  # realpath -> the lock this process holds (re-entrancy)
+
+
+class RunLock:
+    """The lock of one run folder, held by this process; use :func:`acquire_run_lock` to get one.
+
+    Attributes:
+        folder: the run folder.
+        created: folders this lock created (outermost first); removed on release if still empty.
+        removed_temp: names of the stale temporary files removed when the lock was taken.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / LOCK_NAME
+        self.created: list[Path] = []
+        self.removed_temp: list[str] = []
+        self._fd: int | None = None
+        self._depth = 0
+        self._key = ""
+
+    @property
+    def created_folder(self) -> bool:
+        """True when the run folder did not exist before this lock was taken."""
+        return bool(self.created) and self.created[-1] == self.folder
+
+    def release(self) -> None:
+        """Release one hold; the last one unlocks, removes the lock file and the empty folders it created."""
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        _held.pop(self._key, None)
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # still holding the lock: a waiter that opened it re-checks the inode
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # closing drops the flock
+            self._fd = None
+        for folder in reversed(self.created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    # ------------------------------------------------------------------ internals
+    def _acquire(self) -> None:
+        self.created = make_dirs(self.folder, "run folder")
+        if fcntl is None:  # pragma: no cover
+            return
+        for _ in range(50):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                self._remove_created()
+                raise OutputError(f"cannot write run folder {self.folder}: {os_reason(exc)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: somebody else holds it
+                pid = _read_pid(fd)
+                os.close(fd)
+                self._remove_created()
+                raise RunFolderBusyError(
+                    f"run folder {self.folder} is in use by another run (PID {pid}); "
+                    "wait for it to end or choose another --out") from None
+            try:  # the holder may have unlinked the file between our open and flock: then retry
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        else:  # pragma: no cover - 50 lost races in a row
+            raise RunFolderBusyError(f"run folder {self.folder} is in use by other runs starting and stopping")
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self.removed_temp = remove_stale_temp_files(self.folder)
+        except OSError as exc:  # e.g. a full disk: give the lock back before reporting
+            os.close(fd)
+            raise OutputError(f"cannot write run folder {self.folder}: {os_reason(exc)}") from None
+        self._fd = fd
+
+    def _remove_created(self) -> None:
+        for folder in reversed(self.created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _read_pid(fd: int) -> str:
+    """The PID the holder wrote (it writes right after locking: wait up to ~1 s for it)."""
+    for _ in range(50):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return text
+        time.sleep(0.02)
+    return "unknown"
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files of interrupted atomic writes directly in ``folder``; return their names."""
+    removed = []
+    for p in sorted(Path(folder).iterdir()):
+        if TEMP_FILE_PATTERN.fullmatch(p.name) and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p.name)
+    return removed
+
+
+def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
+    """Take the exclusive lock of run folder ``folder`` (creating it if needed); re-entrant per process.
+
+    Raises:
+        RunFolderBusyError: another live process holds it (the message names the folder and its PID).
+        OutputError: the folder cannot be created or written (a file in the way, no permission, …).
+    """
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    lock = _held.get(key)
+    if lock is None:
+        lock = RunLock(folder)
+        lock._acquire()
+        lock._key = key
+        _held[key] = lock
+    lock._depth += 1
+    return lock
+
+
+def is_run_file(name: str) -> bool:
+    """False for the bookkeeping files a run folder may hold besides the run's own (the lock file)."""
+    return name != LOCK_NAME
+
+
+__all__ = ["LOCK_NAME", "RunLock", "acquire_run_lock", "remove_stale_temp_files", "is_run_file"]
