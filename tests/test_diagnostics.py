@@ -321,3 +321,17 @@ def test_every_selector_runs_its_selection_step_on_the_probe(tmp_path):
         row = TrainingDiagnostics(cfg, views, tmp_path / str(i), torch.device("cpu")).run(model, 0, history=history)
         assert row["subset_size"] and math.isfinite(row["xi_subset_clean"]) and math.isfinite(row["xi_subset_aug"]), sel
         assert all(0 <= j < 40 for j in row["subset_indices"]), sel
+
+
+def test_a_diverged_model_gives_an_empty_row_not_an_error(tmp_path):
+    """With allow_nonfinite a run may keep training with NaN weights: the diagnostics row stays empty."""
+    cfg = tiny(diagnostics_probe=30)
+    _, views = prepare_data(cfg)
+    model = build_model("mlp", 10, in_channels=1, image_size=8)
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    row = TrainingDiagnostics(cfg, views, tmp_path, torch.device("cpu")).run(model, 0)
+    assert "not finite" in row["error"] and row.get("cond") is None
+    df = pd.read_csv(tmp_path / "diagnostics.csv")
+    assert df["epoch"].tolist() == [0] and df["cond"].isna().all()
+    assert json.loads((tmp_path / "diagnostics.jsonl").read_text())["error"] == row["error"]

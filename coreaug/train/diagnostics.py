@@ -283,6 +283,9 @@ def probe_diagnostics(
     y = probe.y.to(device)
     clean = _forward(model, probe.x, batch_size)
     aug = _forward(model, probe.x_aug, batch_size) if probe.x_aug is not None else None
+    if not all(bool(torch.isfinite(t).all()) for pair in (clean, aug) if pair is not None for t in pair):
+        # a diverged model (training with allow_nonfinite): nothing to measure, the row stays empty
+        return {"probe_size": n, "params": params, "error": "the model's outputs on the probe are not finite"}
     gram_kw = dict(dtype=torch.float64, max_block_bytes=gram_block_bytes, chunk_size=batch_size)
     pspec = "all"  # all parameters of the head (the classifier for "last", the whole model for "all")
 
