@@ -17,7 +17,6 @@ Writes ``benchmarks/results/diagnostics.{md,json}`` (with the diagnostics table 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil

@@ -53,7 +53,6 @@ import csv
 import io
 import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,7 +74,7 @@ from spectra.jacobian import eval_mode
 
 __all__ = [
     "CSV_FIELDS", "DIAGNOSTICS_CSV", "DIAGNOSTICS_JSONL", "PARAM_MODES", "Probe", "TrainingDiagnostics",
-    "draw_probe", "probe_diagnostics", "read_diagnostics",
+    "draw_probe", "probe_diagnostics", "read_diagnostics", "spectrum_from_gram",
 ]
 
 DIAGNOSTICS_CSV = "diagnostics.csv"
