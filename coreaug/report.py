@@ -6,6 +6,12 @@ over seeds (sample std, 0 for one seed), mean training wall-clock (training + se
 excluded) and the **speed-up vs ``full-aug``** = mean time of the ``full-aug`` group with the same
 dataset, model, epochs and label noise ÷ this group's mean time (docs/paper-notes.md §5.6: measured on the same
 device). Every file is written atomically.
+
+Runs trained with ``--diagnostics-every K`` also carry ``diagnostics.csv``
+(:mod:`coreaug.train.diagnostics`); the report then adds ``diagnostics.csv`` (all runs' rows, with a
+``run`` column) and ``diagnostics.png``: the probe Jacobian's condition number, the relative increase
+of its bottom/top 10% singular values when augmented copies are appended, and the alignment error ξ
+of the run's selector vs a random subset (clean and augmented probe), against epoch, one line per run.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ BASELINE_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise")
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """Read one run folder → ``{"dir", "config", "results", "metrics" (DataFrame)}``."""
+    """Read one run folder → ``{"dir", "config", "results", "metrics", "diagnostics"}`` (DataFrames;
+    ``diagnostics`` is empty for runs without ``diagnostics.csv``)."""
     d = Path(run_dir)
     res_path = d / "results.json"
     if not res_path.is_file():
@@ -34,9 +41,10 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         results = json.loads(res_path.read_text(encoding="utf-8"))
         config = json.loads((d / "config.json").read_text(encoding="utf-8")) if (d / "config.json").is_file() else {}
         metrics = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").is_file() else pd.DataFrame()
-    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        diagnostics = pd.read_csv(d / "diagnostics.csv") if (d / "diagnostics.csv").is_file() else pd.DataFrame()
+    except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read run folder {d}: {type(exc).__name__}") from None
-    return {"dir": str(d), "config": config, "results": results, "metrics": metrics}
+    return {"dir": str(d), "config": config, "results": results, "metrics": metrics, "diagnostics": diagnostics}
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -69,6 +77,7 @@ def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "seed": r.get("seed"), "final_acc": r.get("final_test_acc"), "best_acc": r.get("best_test_acc"),
             "time": r.get("wall_clock_total"), "train_time": r.get("train_time_total"),
             "selection_time": r.get("selection_time_total"),
+            "diagnostics_time": r.get("diagnostics_time_total", 0.0),  # not part of "time" (the speed-up input)
             "examples_per_epoch": (r.get("examples_seen_total") or 0) / max(r.get("epochs_done") or 1, 1),
         })
     return pd.DataFrame(rows)
@@ -178,8 +187,80 @@ def accuracy_vs_time_figure(runs: Sequence[dict[str, Any]]):
     return fig
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """A short legend label: ``method[ selector fraction%]``."""
+    r = run["results"]
+    label = str(r.get("method"))
+    if r.get("selector"):
+        label += f" {r.get('selector')} {100 * float(r.get('fraction') or 1.0):.0f}%"
+    return label
+
+
+def diagnostics_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """All runs' diagnostics rows, with ``run`` (folder) and ``label`` columns (empty if none has any).
+
+    Labels are :func:`run_label`, with the folder name appended where two runs would share one."""
+    with_diag = [run for run in runs if not run.get("diagnostics", pd.DataFrame()).empty]
+    labels = [run_label(run) for run in with_diag]
+    labels = [f"{lab} ({Path(run['dir']).name})" if labels.count(lab) > 1 else lab for lab, run in zip(labels, with_diag)]
+    frames = [run["diagnostics"].assign(run=run["dir"], label=lab) for run, lab in zip(with_diag, labels)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def diagnostics_figure(runs: Sequence[dict[str, Any]]):
+    """Spectral diagnostics against epoch, one colour per run (runs without diagnostics are skipped).
+
+    (a) condition number σ_1/σ_rank of the probe Jacobian; (b) relative increase of the bottom 10%
+    (solid) and top 10% (dotted) singular values when strong-augmented copies are appended;
+    (c, d) alignment error ξ/‖J̃ᵀr̃/N‖ of the run's selector (solid) vs a random subset (dashed) on
+    the clean and on the augmented probe (runs with a subset only). Returns the matplotlib figure.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = diagnostics_frame(runs)
+    if df.empty:
+        raise ConfigError("none of the runs has diagnostics (train with --diagnostics-every K)")
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    def col(g: pd.DataFrame, name: str) -> pd.Series:
+        return pd.to_numeric(g[name], errors="coerce") if name in g else pd.Series(float("nan"), index=g.index)
+
+    for i, (label, g) in enumerate(df.groupby("label", sort=False)):
+        c = colors[i % len(colors)]
+        g = g.sort_values("epoch")
+        axes[0].plot(g["epoch"], col(g, "cond"), marker=".", color=c, label=label)
+        axes[1].plot(g["epoch"], 100 * col(g, "shift_bottom10"), marker=".", color=c, label=f"{label} (bottom 10%)")
+        axes[1].plot(g["epoch"], 100 * col(g, "shift_top10"), ":", color=c)
+        for ax, tag in ((axes[2], "clean"), (axes[3], "aug")):
+            xs, xr = col(g, f"xi_subset_{tag}"), col(g, f"xi_random_{tag}")
+            if xs.notna().any():
+                ax.plot(g["epoch"], xs, marker=".", color=c, label=f"{label}")
+                ax.plot(g["epoch"], xr, "--", marker="x", ms=4, color=c, label=f"{label}: random subset")
+    axes[0].set(yscale="log", xlabel="epoch", ylabel="σ_1 / σ_rank", title="(a) condition number of the probe Jacobian")
+    axes[1].set(xlabel="epoch", ylabel="relative increase (%)",
+                title="(b) σ_i([J; J̃]) / σ_i([J; J]) − 1: bottom 10% (—), top 10% (···)")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    for ax, what in ((axes[2], "clean probe"), (axes[3], "augmented probe")):
+        ax.set(yscale="log", xlabel="epoch", ylabel="ξ / ‖J̃ᵀr̃/N‖",
+               title=f"({'c' if ax is axes[2] else 'd'}) alignment error, {what}")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=7)
+    fig.suptitle("Spectral diagnostics during training (probe set; selector: solid, random subset: dashed)")
+    fig.tight_layout()
+    return fig
+
+
 def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
-    """Load runs, write ``runs.csv``, ``summary.csv``, ``summary.md`` and ``accuracy_vs_time.png`` to ``out_dir``."""
+    """Load runs, write ``runs.csv``, ``summary.csv``, ``summary.md`` and ``accuracy_vs_time.png`` to ``out_dir``;
+    plus ``diagnostics.csv`` and ``diagnostics.png`` when any run has diagnostics."""
     runs = [load_run(d) for d in find_runs(run_dirs)]
     df = runs_frame(runs)
     summary = summary_frame(df)
@@ -190,6 +271,16 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[st
     write_text_atomic(paths["csv"], summary.to_csv(index=False))
     write_text_atomic(paths["md"], markdown_table(summary))
     plot_accuracy_vs_time(runs, paths["png"])
+    diag = diagnostics_frame(runs)
+    if not diag.empty:
+        import matplotlib.pyplot as plt
+
+        paths["diagnostics_csv"] = out / "diagnostics.csv"
+        paths["diagnostics_png"] = out / "diagnostics.png"
+        write_text_atomic(paths["diagnostics_csv"], diag.to_csv(index=False))
+        fig = diagnostics_figure(runs)
+        write_figure_atomic(fig, paths["diagnostics_png"], dpi=110)
+        plt.close(fig)
     return paths
 
 

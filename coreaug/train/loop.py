@@ -6,6 +6,7 @@ One call of :func:`train` is one run; it owns its run folder::
     RUN_DIR/metrics.csv      one row per epoch (also metrics.jsonl)
     RUN_DIR/checkpoint.pt    written atomically after every epoch; ``resume=True`` continues from it
     RUN_DIR/results.json     final/best accuracy, time totals (written when the run completes)
+    RUN_DIR/diagnostics.csv  spectral diagnostics every K epochs (also diagnostics.jsonl), when enabled
 
 The run folder is locked (:mod:`coreaug.runlock`, rank 0 under DDP) before anything in it is read or
 written, for the whole run. A NaN/inf training loss stops the run with :class:`DivergenceError`
@@ -54,12 +55,15 @@ from coreaug.train.distributed import (
 from coreaug.train.epoch_data import (
     WEAK, EpochDataset, PersistentEpochLoader, derive_seed, make_loader, plan_epoch, seed_everything,
 )
+from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
+from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
     "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
     "selection_share",
+    "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
 )
 
 
@@ -255,6 +259,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "eval_time_total": sum(r["eval_time"] for r in rows),
         "selection_share": _share(sum(r["selection_time"] for r in rows), sum(r["train_time"] for r in rows)),
         "proxy_pool": cfg.proxy_pool if cfg.uses_subset and cfg.selector != "random" else None,
+        "diagnostics_time_total": sum(r.get("diagnostics_time") or 0.0 for r in rows),
         "wall_clock_total": rows[-1]["wall_clock"] if rows else 0.0,
         "elapsed_total": rows[-1]["elapsed"] if rows else 0.0,
         "examples_seen_total": sum(r["epoch_examples"] for r in rows),
@@ -264,6 +269,15 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "config_hash": cfg.hash(), "device": str(device), "world_size": world_size,
         "torch": torch.__version__, "host": platform.node(),
     }
+
+
+def _diagnose(diag: TrainingDiagnostics, model: nn.Module, epoch: int, tb: TensorBoardLogger | None,
+              history=None) -> float:
+    """Run the spectral diagnostics of ``model`` after ``epoch`` epochs; return their wall-clock."""
+    drow = diag.run(model, epoch, history=history)
+    if tb is not None:
+        tb.log_diagnostics(drow)
+    return float(drow["time"])
 
 
 def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
@@ -297,6 +311,7 @@ def train(
     quiet: bool = False,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run one experiment into ``out_dir`` and return the ``results.json`` content.
 
@@ -307,6 +322,7 @@ def train(
         quiet: no progress bars or per-epoch lines.
         stop_after_epoch: stop (as if killed) after this many epochs, leaving the checkpoint — for tests.
         on_epoch_end: called with each epoch's metrics row (rank 0).
+        tensorboard: stream metrics and diagnostics to TensorBoard in this folder (needs ``tensorboard``).
 
     Raises:
         ConfigError, DatasetNotFoundError, CheckpointError: before anything in ``out_dir`` is written.
@@ -322,14 +338,14 @@ def train(
     try:
         with _locked_run_folder(out, ctx) as created:
             return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
-                          on_epoch_end=on_epoch_end, created=created)
+                          on_epoch_end=on_epoch_end, created=created, tensorboard=tensorboard)
     finally:
         cleanup(ctx)
         torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
-           stop_after_epoch: int | None, on_epoch_end, created: bool = False) -> dict[str, Any]:
+           stop_after_epoch: int | None, on_epoch_end, created: bool = False, tensorboard=None) -> dict[str, Any]:
     device, main = ctx.device, ctx.is_main
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
@@ -344,6 +360,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
     n = len(views["eval_train"])
+    diag = TrainingDiagnostics(cfg, views, out, device) if cfg.diagnostics_every > 0 else None
+    if tensorboard is not None:
+        require_tensorboard()
     seed_everything(cfg.seed)
     if cfg.weights is None and cfg.dataset == "caltech256":
         warnings.warn("caltech256 preset fine-tunes an ImageNet-pretrained model: pass --weights PATH", stacklevel=2)
@@ -383,6 +402,13 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         out.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
             write_json_atomic(out / "config.json", cfg.to_dict())
+    barrier(ctx)
+    tb = TensorBoardLogger(tensorboard) if tensorboard is not None and main else None
+    diag_pending = 0.0  # diagnostics seconds not yet reported in a metrics row (the epoch-0 diagnostic)
+    if diag is not None and main:
+        diag.resume(start_epoch)
+        if diag.due(start_epoch):
+            diag_pending = _diagnose(diag, raw_model, start_epoch, tb, tracker)
     barrier(ctx)
 
     workers = resolve_num_workers(cfg.num_workers, device)
@@ -470,6 +496,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                          device=device,
                          amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
         eval_time = t.elapsed
+        diag_time, diag_pending = diag_pending, 0.0
+        if diag is not None and main and diag.due(epoch + 1):  # rank 0 only; the others wait at the barrier
+            diag_time += _diagnose(diag, raw_model, epoch + 1, tb, tracker)
         row = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
@@ -481,6 +510,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
             # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
             "selection_share": _share(sel_time, train_time),
+            "diagnostics_time": diag_time,
         }
         wall0 = row["wall_clock"]
         rows.append(row)
@@ -499,13 +529,19 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, test acc "
                            f"{test_acc:.4f}, |epoch| {row['epoch_examples']}, train {train_time:.2f}s, "
                            f"selection {sel_time:.2f}s")
+            if tb is not None:
+                tb.log_epoch(row)
             if on_epoch_end is not None:
                 on_epoch_end(row)
         barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
             epochs_bar.close()
+            if tb is not None:
+                tb.close()
             return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False)
     epochs_bar.close()
+    if tb is not None:
+        tb.close()
     results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True)
     if main:
         write_json_atomic(out / "results.json", results)
