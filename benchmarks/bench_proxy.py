@@ -14,7 +14,7 @@ rounds):
   values, per-batch ``.cpu()`` copies, ``torch.cat`` at the end. Re-implemented here verbatim so the
   "before" number is measured in the same run.
 * ``proxy_pass@512`` — today's :func:`coreaug.proxies.compute_proxies` at the old default batch.
-* ``proxy_pass@auto`` — today's default (``batch_size=None``: 128 on CPU, 1024 on CUDA; on CUDA
+* ``proxy_pass@auto`` — today's default (``batch_size=None``: 64 on CPU, 1024 on CUDA; on CUDA
   also bf16/fp16 autocast and channels-last inputs).
 
 Peak memory of the default pass: one extra, untimed run (``_memory.PeakMemory``).

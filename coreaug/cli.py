@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "select": ("coreaug.commands.select", "select a weighted coreset / random / max-loss subset and write it to a file"),
     "train": ("coreaug.commands.train", "train one experiment (preset + config file + flags) into a run folder"),
     "report": ("coreaug.commands.report", "tables and plots (accuracy, time, speed-up vs full-aug) from run folders"),
+    "sweep": ("coreaug.commands.sweep", "run a grid (methods x selectors x fractions x seeds) into OUT/<run>/, skip done, resume, report"),
     "figures": ("coreaug.commands.figures", "regenerate every figure (PNG + PDF + CSV/JSON) on the embedded digits data"),
 }
 

@@ -34,10 +34,12 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 
 #: Default inference batch of the proxy pass and evaluation when ``eval_batch_size`` is ``"auto"``.
-#: CPU: measured on ResNet-20 / 32×32 with one thread (benchmarks/results/proxy_pass.md): batch 128
-#: runs inference about twice as fast as 512 (cache-resident activations). CUDA: large enough to
+#: CPU: measured on ResNet-20 / 32×32 with one thread (benchmarks/results/proxy_pass.md): batches of
+#: 64–128 run inference about twice as fast as 512 (cache-resident activations), and 64 stays the
+#: fastest when other processes share the caches (128 was 15–30% slower at load ≈ 4–8 on 2 cores,
+#: equal when idle). CUDA: large enough to
 #: fill a GPU with small images, small enough for ImageNet-size ResNets in bf16 (not measured here).
-AUTO_EVAL_BATCH = {"cpu": 128, "cuda": 1024}
+AUTO_EVAL_BATCH = {"cpu": 64, "cuda": 1024}
 
 
 def available_cpus() -> int:

@@ -189,7 +189,7 @@ def compute_proxies(
         dataset: use the *test-time* (un-augmented) view, as the official code does.
         kind: ``"bias"`` (``p − e_y``, C dims) or ``"weight"`` (``(p − e_y) ⊗ h``, C·d dims).
         batch_size: inference batch; ``None``/``"auto"``: :data:`coreaug.device.AUTO_EVAL_BATCH`
-            (128 on CPU, where larger batches run *slower*; 1024 on CUDA).
+            (64 on CPU, where larger batches run *slower*; 1024 on CUDA).
         device: where to run (``None``: the model's device; ``"auto"``: CUDA if present). The model
             must already be on it; batches are moved there.
         proj_dim: for ``kind="weight"`` only, store a seeded ``proj_dim``-dim sketch instead.

@@ -6,6 +6,12 @@ over seeds (sample std, 0 for one seed), mean training wall-clock (training + se
 excluded) and the **speed-up vs ``full-aug``** = mean time of the ``full-aug`` group with the same
 dataset, model, epochs and label noise ÷ this group's mean time (docs/paper-notes.md §5.6: measured on the same
 device). Every file is written atomically.
+
+Runs trained with ``--diagnostics-every K`` also carry ``diagnostics.csv``
+(:mod:`coreaug.train.diagnostics`); the report then adds ``diagnostics.csv`` (all runs' rows, with a
+``run`` column) and ``diagnostics.png``: the probe Jacobian's condition number, the relative increase
+of its bottom/top 10% singular values when augmented copies are appended, and the alignment error ξ
+of the run's selector vs a random subset (clean and augmented probe), against epoch, one line per run.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ BASELINE_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise")
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """Read one run folder → ``{"dir", "config", "results", "metrics" (DataFrame)}``."""
+    """Read one run folder → ``{"dir", "config", "results", "metrics", "diagnostics"}`` (DataFrames;
+    ``diagnostics`` is empty for runs without ``diagnostics.csv``)."""
     d = Path(run_dir)
     res_path = d / "results.json"
     if not res_path.is_file():
@@ -34,9 +41,10 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         results = json.loads(res_path.read_text(encoding="utf-8"))
         config = json.loads((d / "config.json").read_text(encoding="utf-8")) if (d / "config.json").is_file() else {}
         metrics = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").is_file() else pd.DataFrame()
-    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        diagnostics = pd.read_csv(d / "diagnostics.csv") if (d / "diagnostics.csv").is_file() else pd.DataFrame()
+    except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read run folder {d}: {type(exc).__name__}") from None
-    return {"dir": str(d), "config": config, "results": results, "metrics": metrics}
+    return {"dir": str(d), "config": config, "results": results, "metrics": metrics, "diagnostics": diagnostics}
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -69,6 +77,7 @@ def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "seed": r.get("seed"), "final_acc": r.get("final_test_acc"), "best_acc": r.get("best_test_acc"),
             "time": r.get("wall_clock_total"), "train_time": r.get("train_time_total"),
             "selection_time": r.get("selection_time_total"),
+            "diagnostics_time": r.get("diagnostics_time_total", 0.0),  # not part of "time" (the speed-up input)
             "examples_per_epoch": (r.get("examples_seen_total") or 0) / max(r.get("epochs_done") or 1, 1),
         })
     return pd.DataFrame(rows)
@@ -178,8 +187,80 @@ def accuracy_vs_time_figure(runs: Sequence[dict[str, Any]]):
     return fig
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """A short legend label: ``method[ selector fraction%]``."""
+    r = run["results"]
+    label = str(r.get("method"))
+    if r.get("selector"):
+        label += f" {r.get('selector')} {100 * float(r.get('fraction') or 1.0):.0f}%"
+    return label
+
+
+def diagnostics_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """All runs' diagnostics rows, with ``run`` (folder) and ``label`` columns (empty if none has any).
+
+    Labels are :func:`run_label`, with the folder name appended where two runs would share one."""
+    with_diag = [run for run in runs if not run.get("diagnostics", pd.DataFrame()).empty]
+    labels = [run_label(run) for run in with_diag]
+    labels = [f"{lab} ({Path(run['dir']).name})" if labels.count(lab) > 1 else lab for lab, run in zip(labels, with_diag)]
+    frames = [run["diagnostics"].assign(run=run["dir"], label=lab) for run, lab in zip(with_diag, labels)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def diagnostics_figure(runs: Sequence[dict[str, Any]]):
+    """Spectral diagnostics against epoch, one colour per run (runs without diagnostics are skipped).
+
+    (a) condition number σ_1/σ_rank of the probe Jacobian; (b) relative increase of the bottom 10%
+    (solid) and top 10% (dotted) singular values when strong-augmented copies are appended;
+    (c, d) alignment error ξ/‖J̃ᵀr̃/N‖ of the run's selector (solid) vs a random subset (dashed) on
+    the clean and on the augmented probe (runs with a subset only). Returns the matplotlib figure.
+    """
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = diagnostics_frame(runs)
+    if df.empty:
+        raise ConfigError("none of the runs has diagnostics (train with --diagnostics-every K)")
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    def col(g: pd.DataFrame, name: str) -> pd.Series:
+        return pd.to_numeric(g[name], errors="coerce") if name in g else pd.Series(float("nan"), index=g.index)
+
+    for i, (label, g) in enumerate(df.groupby("label", sort=False)):
+        c = colors[i % len(colors)]
+        g = g.sort_values("epoch")
+        axes[0].plot(g["epoch"], col(g, "cond"), marker=".", color=c, label=label)
+        axes[1].plot(g["epoch"], 100 * col(g, "shift_bottom10"), marker=".", color=c, label=f"{label} (bottom 10%)")
+        axes[1].plot(g["epoch"], 100 * col(g, "shift_top10"), ":", color=c)
+        for ax, tag in ((axes[2], "clean"), (axes[3], "aug")):
+            xs, xr = col(g, f"xi_subset_{tag}"), col(g, f"xi_random_{tag}")
+            if xs.notna().any():
+                ax.plot(g["epoch"], xs, marker=".", color=c, label=f"{label}")
+                ax.plot(g["epoch"], xr, "--", marker="x", ms=4, color=c, label=f"{label}: random subset")
+    axes[0].set(yscale="log", xlabel="epoch", ylabel="σ_1 / σ_rank", title="(a) condition number of the probe Jacobian")
+    axes[1].set(xlabel="epoch", ylabel="relative increase (%)",
+                title="(b) σ_i([J; J̃]) / σ_i([J; J]) − 1: bottom 10% (—), top 10% (···)")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    for ax, what in ((axes[2], "clean probe"), (axes[3], "augmented probe")):
+        ax.set(yscale="log", xlabel="epoch", ylabel="ξ / ‖J̃ᵀr̃/N‖",
+               title=f"({'c' if ax is axes[2] else 'd'}) alignment error, {what}")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=7)
+    fig.suptitle("Spectral diagnostics during training (probe set; selector: solid, random subset: dashed)")
+    fig.tight_layout()
+    return fig
+
+
 def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
-    """Load runs, write ``runs.csv``, ``summary.csv``, ``summary.md`` and ``accuracy_vs_time.png`` to ``out_dir``."""
+    """Load runs, write ``runs.csv``, ``summary.csv``, ``summary.md`` and ``accuracy_vs_time.png`` to ``out_dir``;
+    plus ``diagnostics.csv`` and ``diagnostics.png`` when any run has diagnostics."""
     runs = [load_run(d) for d in find_runs(run_dirs)]
     df = runs_frame(runs)
     summary = summary_frame(df)
@@ -190,4 +271,239 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[st
     write_text_atomic(paths["csv"], summary.to_csv(index=False))
     write_text_atomic(paths["md"], markdown_table(summary))
     plot_accuracy_vs_time(runs, paths["png"])
+    diag = diagnostics_frame(runs)
+    if not diag.empty:
+        import matplotlib.pyplot as plt
+
+        paths["diagnostics_csv"] = out / "diagnostics.csv"
+        paths["diagnostics_png"] = out / "diagnostics.png"
+        write_text_atomic(paths["diagnostics_csv"], diag.to_csv(index=False))
+        fig = diagnostics_figure(runs)
+        write_figure_atomic(fig, paths["diagnostics_png"], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics over seeds for sweeps (``coreaug sweep``): 95% t confidence intervals, Welch's test of
+# every selector against ``random`` at the same method and fraction, selection share, paper column.
+# ------------------------------------------------------------------------------------------------
+
+#: Significance level of the "within noise" verdict: Welch's two-sided t-test p ≥ NOISE_ALPHA.
+NOISE_ALPHA = 0.05
+#: The reference selector every other selector is tested against.
+REFERENCE_SELECTOR = "random"
+#: Keys that pair a selector's group with its reference group (everything in GROUP_KEYS but selector).
+PAIR_KEYS: tuple[str, ...] = tuple(k for k in GROUP_KEYS if k != "selector")
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """``(mean, half-width)`` of the two-sided ``level`` confidence interval of the mean from Student's t:
+    half-width = t_{(1+level)/2, n−1} · s / √n with the sample std s (ddof 1). NaN half-width for n < 2."""
+    from scipy import stats
+
+    x = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    n = len(x)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(x) / n
+    if n < 2:
+        return mean, float("nan")
+    s = math.sqrt(sum((v - mean) ** 2 for v in x) / (n - 1))
+    return mean, float(stats.t.ppf(0.5 + level / 2, n - 1)) * s / math.sqrt(n)
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """``(mean(a) − mean(b), two-sided p)`` of Welch's unequal-variance t-test. p is NaN when either
+    sample has fewer than 2 values; with zero variance in both, p = 1 for equal means and 0 otherwise."""
+    from scipy import stats
+
+    a = [float(v) for v in a if v is not None and not math.isnan(float(v))]
+    b = [float(v) for v in b if v is not None and not math.isnan(float(v))]
+    if not a or not b:
+        return float("nan"), float("nan")
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan")
+    va, vb = pd.Series(a).var(ddof=1), pd.Series(b).var(ddof=1)
+    if va == 0 and vb == 0:
+        return diff, 1.0 if diff == 0 else 0.0
+    return diff, float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def noise_verdict(diff: float, p: float, alpha: float = NOISE_ALPHA) -> str:
+    """"better" / "worse" when Welch's p < alpha, "within noise" when p ≥ alpha, "n/a" without a test."""
+    if math.isnan(p):
+        return "n/a"
+    if p >= alpha:
+        return "within noise"
+    return "better" if diff > 0 else "worse"
+
+
+def format_p(p: float) -> str:
+    """``p=0.042`` / ``p<0.001`` / ``p=n/a``."""
+    if math.isnan(p):
+        return "p=n/a"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def selection_share(results: dict[str, Any]) -> float:
+    """Share of training wall-clock spent selecting: ``results["selection_share"]`` where the run recorded
+    it, else ``selection_time_total / wall_clock_total`` (NaN without a positive total)."""
+    share = results.get("selection_share")
+    if share is not None:
+        return float(share)
+    total, sel = results.get("wall_clock_total"), results.get("selection_time_total")
+    if not total or sel is None:
+        return float("nan")
+    return float(sel) / float(total)
+
+
+def stats_summary_frame(runs: Sequence[dict[str, Any]], *, level: float = 0.95,
+                        alpha: float = NOISE_ALPHA) -> pd.DataFrame:
+    """:func:`summary_frame` plus ``acc_ci`` (half-width of the ``level`` t interval), ``selection_share_mean``,
+    the comparison with ``random`` at the same method and fraction (``vs_random_diff``, ``vs_random_p``:
+    Welch's two-sided t-test on final accuracies over seeds; ``vs_random``: better / worse / within noise /
+    n/a / reference) and ``paper`` (published headline numbers, :mod:`coreaug.paper_numbers`)."""
+    from coreaug.paper_numbers import paper_cell
+
+    df = runs_frame(runs)
+    df["selection_share"] = [selection_share(r["results"]) for r in runs]
+    summary = summary_frame(df)
+    keys = list(GROUP_KEYS)
+    accs = {k: list(g["final_acc"]) for k, g in df.groupby(keys, dropna=False, sort=False)}
+    shares = df.groupby(keys, dropna=False, sort=False)["selection_share"].mean()
+    ci, share, diffs, ps, verdicts, paper = [], [], [], [], [], []
+    for _, row in summary.iterrows():
+        key = tuple(row[k] for k in keys)
+        ci.append(t_interval(accs[key], level)[1])
+        share.append(float(shares.get(key, float("nan"))))
+        if row["method"] in ("full", "full-aug") or row["selector"] == "-":
+            diffs.append(float("nan")), ps.append(float("nan")), verdicts.append("")
+        elif row["selector"] == REFERENCE_SELECTOR:
+            diffs.append(float("nan")), ps.append(float("nan")), verdicts.append("reference")
+        else:
+            ref = tuple(REFERENCE_SELECTOR if k == "selector" else row[k] for k in keys)
+            if ref not in accs:
+                diffs.append(float("nan")), ps.append(float("nan")), verdicts.append("")
+            else:
+                d, p = welch_test(accs[key], accs[ref])
+                diffs.append(d), ps.append(p), verdicts.append(noise_verdict(d, p, alpha))
+        subset = row["method"] not in ("full", "full-aug")
+        paper.append(paper_cell(row["dataset"], row["selector"] if subset else None, row["fraction"]))
+    summary["acc_ci"] = ci
+    summary["ci_level"] = level
+    summary["selection_share_mean"] = share
+    summary["vs_random_diff"] = diffs
+    summary["vs_random_p"] = ps
+    summary["vs_random"] = verdicts
+    summary["paper"] = paper
+    return summary
+
+
+def stats_markdown_table(summary: pd.DataFrame, *, alpha: float = NOISE_ALPHA) -> str:
+    """Markdown of :func:`stats_summary_frame`: accuracy mean ± std and mean ± CI (in %), the Welch
+    comparison with random, time, selection share, speed-up, and the paper column when any row has one."""
+    level = float(summary["ci_level"].iloc[0]) if len(summary) else 0.95
+    show_paper = bool(len(summary)) and any(bool(v) for v in summary["paper"])
+    header = ["dataset", "model", "method", "selector", "subset", "seeds", "accuracy mean ± std (%)",
+              f"accuracy mean ± {100 * level:.0f}% CI (%)", f"vs random (Welch, α={alpha:g})", "time (s)",
+              "selection share", "speed-up vs full-aug"] + (["paper"] if show_paper else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, r in summary.iterrows():
+        su, ci, share = r["speedup_vs_full_aug"], r["acc_ci"], r["selection_share_mean"]
+        if r["vs_random"] in ("better", "worse", "within noise"):
+            vs = f"{100 * r['vs_random_diff']:+.2f} pts, {format_p(r['vs_random_p'])}, {r['vs_random']}"
+        else:
+            vs = r["vs_random"] or "–"
+        cells = [
+            str(r["dataset"]), str(r["model"]), str(r["method"]), str(r["selector"]),
+            f"{100 * r['fraction']:.0f}%" if r["method"] not in ("full", "full-aug") else "100%",
+            str(int(r["seeds"])), f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}",
+            f"{100 * r['acc_mean']:.2f} ± " + ("–" if math.isnan(ci) else f"{100 * ci:.2f}"), vs,
+            f"{r['time_mean']:.2f}", "–" if math.isnan(share) else f"{100 * share:.1f}%",
+            "–" if math.isnan(su) else f"{su:.2f}x",
+        ] + ([r["paper"] or "–"] if show_paper else [])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def stats_notes(summary: pd.DataFrame, *, alpha: float = NOISE_ALPHA) -> str:
+    """The Markdown notes under the stats table: how every column was computed."""
+    from coreaug.paper_numbers import PAPER_NOTE
+
+    level = float(summary["ci_level"].iloc[0]) if len(summary) else 0.95
+    notes = [
+        "accuracy: final-epoch test accuracy over seeds; ± std = sample standard deviation; "
+        f"± {100 * level:.0f}% CI = half-width t_(n−1) · s / √n of the two-sided Student-t interval of the mean.",
+        f"vs random: difference of mean accuracy to the `random` selector at the same method and subset size, "
+        f"Welch's unequal-variance two-sided t-test over seeds; 'within noise' = p ≥ {alpha:g}, "
+        "'better'/'worse' = p < " f"{alpha:g}.",
+        "time: training + selection wall-clock (evaluation excluded); selection share = selection time / that "
+        "time; speed-up vs full-aug = full-aug mean time / this mean time, same machine.",
+    ]
+    if len(summary) and any(bool(v) for v in summary["paper"]):
+        notes.append(PAPER_NOTE + ".")
+    return "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def selector_accuracy_figure(summary: pd.DataFrame):
+    """Mean final accuracy ± CI per selector: one panel per (model, subset method), one marker per fraction;
+    dashed lines at the full-aug and full means. Returns the matplotlib figure."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = summary[~summary["method"].isin(["full", "full-aug"])]
+    panels = list(dict.fromkeys(zip(sub["model"], sub["method"]))) or [(None, "baselines")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.7 * max(sub["selector"].nunique(), 1) + 3),
+                                                      3.2 * len(panels)), squeeze=False)
+    fractions = sorted(sub["fraction"].unique())
+    width = 0.8 / max(len(fractions), 1)
+    for ax, (model, method) in zip(axes[:, 0], panels):
+        g = sub[(sub["model"] == model) & (sub["method"] == method)]
+        selectors = list(dict.fromkeys(g["selector"]))
+        for j, frac in enumerate(fractions):
+            gf = g[g["fraction"] == frac].set_index("selector").reindex(selectors)
+            xs = [i + (j - (len(fractions) - 1) / 2) * width for i in range(len(selectors))]
+            ax.errorbar(xs, 100 * gf["acc_mean"], yerr=100 * gf["acc_ci"].fillna(0), fmt="o", capsize=3, ms=4,
+                        label=f"{100 * frac:.0f}%")
+        for ref, ls in (("full-aug", "--"), ("full", ":")):
+            r = summary[(summary["model"] == model) & (summary["method"] == ref)]
+            if len(r):
+                ax.axhline(100 * r["acc_mean"].iloc[0], color="black", ls=ls, lw=1, label=ref)
+        ax.set_xticks(range(len(selectors)), selectors, rotation=30, ha="right", fontsize=8)
+        lo = 100 * float((g["acc_mean"] - g["acc_ci"].fillna(0)).min()) if len(g) else 0.0
+        ax.set_ylim(max(0.0, lo - 1), 100)
+        ax.set_title(f"{model} · {method}", fontsize=9)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, ncol=4)
+    fig.suptitle("final accuracy per selector, mean ± 95% CI over seeds", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def write_stats_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, level: float = 0.95,
+                       alpha: float = NOISE_ALPHA) -> dict[str, Path]:
+    """The sweep report: ``runs.csv``, ``summary.csv``/``summary.md`` (:func:`stats_summary_frame`, notes
+    under the table), ``accuracy_vs_time.png`` and ``selector_accuracy.png`` in ``out_dir``, atomically."""
+    import matplotlib.pyplot as plt
+
+    runs = [load_run(d) for d in find_runs(run_dirs)]
+    summary = stats_summary_frame(runs, level=level, alpha=alpha)
+    df = runs_frame(runs)
+    df["selection_share"] = [selection_share(r["results"]) for r in runs]
+    out = Path(out_dir)
+    paths = {"runs": out / "runs.csv", "csv": out / "summary.csv", "md": out / "summary.md",
+             "png": out / "accuracy_vs_time.png", "selectors_png": out / "selector_accuracy.png"}
+    write_text_atomic(paths["runs"], df.to_csv(index=False))
+    write_text_atomic(paths["csv"], summary.to_csv(index=False))
+    write_text_atomic(paths["md"], stats_markdown_table(summary, alpha=alpha) + "\n" + stats_notes(summary, alpha=alpha))
+    plot_accuracy_vs_time(runs, paths["png"])
+    fig = selector_accuracy_figure(summary)
+    write_figure_atomic(fig, paths["selectors_png"], dpi=110)
+    plt.close(fig)
     return paths

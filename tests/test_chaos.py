@@ -42,7 +42,8 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--preset", "digits-quick", "--model", "mlp", "--epochs", "3", "--fraction", "0.1", "--reselect-every", "2",
         "--strong-aug", "gaussian-noise", "--batch-size", "64", "--threads", "1", "--quiet"]
-RUN_FILES = ["checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl", "results.json"]
+RUN_FILES = ["checkpoint.pt", "config.json", "diagnostics.csv", "diagnostics.jsonl", "metrics.csv", "metrics.jsonl",
+             "results.json"]  # digits-quick logs spectral diagnostics (epochs 0 and 3 here)
 ROW_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "subset_size",
             "epoch_examples", "reselected", "steps")  # everything per epoch but wall-clock measurements
 RESULT_KEYS = ("final_test_acc", "final_test_loss", "final_train_loss", "final_test_balanced_acc", "best_test_acc",
@@ -94,6 +95,9 @@ def _assert_identical(run: Path, ref: Path) -> None:
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(torch.equal(a["subset"][k], b["subset"][k]) for k in ("indices", "weights"))
     assert _rows(run) == _rows(ref)
+    diag = [[{k: v for k, v in json.loads(line).items() if k != "time"}
+             for line in (d / "diagnostics.jsonl").read_text().splitlines()] for d in (run, ref)]
+    assert [r["epoch"] for r in diag[1]] == [0, 3] and diag[0] == diag[1]
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (run, ref))
     assert {k: ra[k] for k in RESULT_KEYS} == {k: rb[k] for k in RESULT_KEYS}
     assert json.loads((run / "config.json").read_text()) == json.loads((ref / "config.json").read_text())
@@ -146,7 +150,8 @@ def _chaos(tmp_path: Path, capsys, points: tuple[str, ...]) -> dict[str, list[st
 def test_sigkill_at_every_stage_then_resume_equals_uninterrupted(tmp_path, capsys):
     left = _chaos(tmp_path, capsys, KILL_POINTS)
     assert left["run:locked"] == [LOCK_NAME]  # nothing but the lock file
-    assert left["train:step#3"] == [LOCK_NAME, "config.json"]  # no checkpoint yet
+    # no checkpoint yet (the epoch-0 diagnostics are written before training starts)
+    assert left["train:step#3"] == [LOCK_NAME, "config.json", "diagnostics.csv", "diagnostics.jsonl"]
     tmp = [n for n in left["write:checkpoint.pt#3"] if n.startswith(".checkpoint.pt.") and n.endswith(".tmp")]
     assert len(tmp) == 1 and "epoch=2" in left["write:checkpoint.pt#3"]  # the old checkpoint is intact
 

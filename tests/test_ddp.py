@@ -38,7 +38,12 @@ def test_torchrun_two_gloo_processes(tmp_path):
     # each rank ran ceil(150 / 64) = 3 steps on its half of the 300 epoch examples (DistributedSampler)
     assert [r["steps"] for r in rows] == [3, 3]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl", "results.json"])
+        ["checkpoint.pt", "config.json", "metrics.csv", "metrics.jsonl", "results.json",
+         "diagnostics.csv", "diagnostics.jsonl"])
+    # digits-quick's spectral diagnostics (K = 4): computed once per diagnostic epoch, on rank 0
+    diag = [json.loads(line) for line in (out / "diagnostics.jsonl").read_text().splitlines()]
+    assert [d["epoch"] for d in diag] == [0, 2] and all(d["cond"] > 1 and d["subset_size"] for d in diag)
+    assert res["diagnostics_time_total"] > 0
 
 
 def _sharded_worker(rank: int, world: int, port: int, out_dir: str) -> None:

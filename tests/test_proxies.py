@@ -140,7 +140,7 @@ def test_in_memory_fast_path_and_positions_match_the_loader_path_and_autograd():
 def test_default_batch_and_out_device_and_nonfinite_check_after_the_pass():
     model = build_model("mlp", 5, in_channels=1, image_size=8)
     ds = _data(n=300)
-    p = compute_proxies(model, ds, out_device=None)  # auto batch (128 on CPU): 3 batches
+    p = compute_proxies(model, ds, out_device=None)  # auto batch (64 on CPU): 5 batches
     assert p.features.shape == (300, 5) and p.features.device.type == "cpu"
     assert torch.equal(p.features, compute_proxies(model, ds, batch_size=300).features)
     with torch.no_grad():

@@ -119,7 +119,7 @@ def test_config_flags_defaults_and_hash():
     with pytest.raises(ConfigError, match="num_workers"):
         resolve_config(overrides={"num_workers": "many"})
     assert resolve_config(overrides={"eval_batch_size": 64.0}).eval_batch_size == 64
-    assert resolve_eval_batch_size("auto", CPU) == 128 and resolve_eval_batch_size(7, CPU) == 7
+    assert resolve_eval_batch_size("auto", CPU) == 64 and resolve_eval_batch_size(7, CPU) == 7
     assert resolve_num_workers("auto", CPU) == 0 and resolve_num_workers(3, CPU) == 3
     assert resolve_num_workers("auto", torch.device("cuda")) == min(8, available_cpus())
     assert 1 <= default_threads(1) <= available_cpus() and default_threads(10**6) == 1
@@ -156,3 +156,46 @@ def test_run_records_selection_share_per_epoch_and_in_total(tmp_path, capsys):
     assert 0 < res["selection_share"] == pytest.approx(total)
     assert f"(selection {100 * res['selection_share']:.1f}%)" in line
     assert "selection_share" in (out / "metrics.csv").read_text().splitlines()[0]
+
+
+class _RandomView(torch.utils.data.Dataset):
+    """A view whose items depend on the global torch RNG (like a random augmentation)."""
+
+    def __init__(self, n, offset):
+        self.n, self.offset = n, offset
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.rand(3) + self.offset, i % 3, i
+
+
+def test_persistent_loader_matches_the_plan_and_is_deterministic_for_any_worker_count():
+    from coreaug.train.epoch_data import PersistentEpochLoader, plan_epoch
+
+    n = 40
+    weak, strong = _RandomView(n, 0.0), _RandomView(n, 10.0)
+    plans = [plan_epoch("subset-only", n, subset=torch.tensor([1, 5, 7, 30]), gamma=torch.tensor([2., 1., .5, 3.])),
+             plan_epoch("full+aug-subset", n, subset=torch.tensor([0, 39]))]
+
+    def run(workers):
+        loader = PersistentEpochLoader(weak, strong, n, batch_size=8, num_workers=workers)
+        out = []
+        for e, plan in enumerate(plans):
+            batches = list(loader.epoch(plan, seed=derive_seed(0, e, 3), epoch=e))
+            out.append([torch.cat([b[k] if b[k].ndim > 1 else b[k][:, None].float() for k in range(5)], 1)
+                        for b in batches])
+        return [torch.cat(b) for b in out]
+
+    a, b = run(0), run(2)
+    for ep, plan in zip(a, plans):
+        x, w, idx, view = ep[:, :3], ep[:, 4], ep[:, 5].long(), ep[:, 6].long()
+        assert torch.equal(torch.sort(idx[view == 0]).values, torch.sort(plan.main_indices).values)
+        assert torch.equal(torch.sort(idx[view == 1]).values, torch.sort(plan.aug_indices).values)
+        assert bool(((x >= 10) == (view[:, None] == 1)).all())  # the strong view served the appended copies
+        expected = {(0, int(i)): float(v) for i, v in zip(plan.main_indices, plan.main_weights)}
+        expected.update({(1, int(i)): float(v) for i, v in zip(plan.aug_indices, plan.aug_weights)})
+        assert [float(v) for v in w] == [expected[(int(v), int(i))] for v, i in zip(view, idx)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))  # same batches and "augmentations" with 0 or 2 workers
+    assert not torch.equal(a[0][:4, :3], a[1][:4, :3])

@@ -304,6 +304,17 @@ def test_craig_pb_weights_sum_to_class_size_and_whole_batches():
         assert sum(1 for b in batches if b <= picked) == 2  # round(25 / 10)
 
 
+def test_craig_pb_small_budgets_are_not_rounded_up_to_a_whole_batch():
+    # 10 classes of 60 points, 10% → k_c = 6 < B = 32: each class picks ≈ 6 points, not 32
+    y = torch.arange(600) % 10
+    x = torch.randn(600, 5, generator=torch.Generator().manual_seed(2))
+    sel = craig_pb_subset(x, y, 0.1, batch_size=32, seed=0)
+    per_class = torch.bincount(y[sel.indices], minlength=10)
+    assert int(per_class.max()) <= 6 + 1 and int(per_class.min()) >= 6 - 3
+    assert sel.info["class_batch_sizes"] == [3] * 10
+    assert float(sel.weights.sum()) == pytest.approx(600.0, rel=1e-5)
+
+
 def test_craig_pb_with_batch_size_one_is_facility_location():
     y = torch.arange(60) % 2
     x = torch.randn(60, 4, generator=torch.Generator().manual_seed(1))

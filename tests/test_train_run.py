@@ -44,8 +44,9 @@ def test_reselection_at_epochs_0_R_2R_from_eval_mode_unaugmented_proxies(tmp_pat
 
     monkeypatch.setattr(proxies_mod, "compute_proxies", spy)
     rows = []
-    res = train(tiny(epochs=5, reselect_every=2, strong_aug="randaugment"), tmp_path / "r", quiet=True,
-                on_epoch_end=rows.append)
+    # diagnostics off: they run the selection step on their probe too (tests/test_diagnostics.py)
+    res = train(tiny(epochs=5, reselect_every=2, strong_aug="randaugment", diagnostics_every=0), tmp_path / "r",
+                quiet=True, on_epoch_end=rows.append)
     assert [r["epoch"] - 1 for r in rows if r["reselected"]] == [0, 2, 4]
     assert len(calls) == 3 and res["n_selections"] == 3
     for c in calls:

@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", choices=FIGURES, metavar="FIG",
                         help=f"only these figures ({', '.join(FIGURES)})")
     parser.add_argument("--runs", nargs="+", metavar="DIR",
-                        help="run folders from `coreaug train` for fig5 (default: quick built-in digits runs)")
+                        help="run folders from `coreaug train` for fig5 and fig6 (fig6: those trained with "
+                             "--diagnostics-every; default: quick built-in digits runs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the theory setting (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

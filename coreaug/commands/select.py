@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights of weighted selectors (coreset, gradmatch, craig_pb) to mean 1 (official)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed (fresh model init, random/stochastic selection)")
-    parser.add_argument("--batch-size", type=int, default=None, help="proxy-pass batch size (default: 128 on CPU, 1024 on CUDA)")
+    parser.add_argument("--batch-size", type=int, default=None, help="proxy-pass batch size (default: 64 on CPU, 1024 on CUDA)")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers for the proxy pass")
 
 

@@ -33,6 +33,8 @@ _FLAG_FIELDS = {
     "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones", "threads": "threads",
     "eval_batch_size": "eval_batch_size", "proxy_pool": "proxy_pool",
     "allow_nonfinite": "allow_nonfinite",
+    "diagnostics_every": "diagnostics_every", "diagnostics_probe": "diagnostics_probe",
+    "diagnostics_params": "diagnostics_params",
 }
 
 
@@ -95,10 +97,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: the cores this process may "
                                                "use; on a shared machine pass e.g. --threads 1)")
     g.add_argument("--eval-batch-size", type=_int_or_auto, metavar="N|auto",
-                   help="inference batch of the proxy pass and evaluation (default auto: 128 on CPU, 1024 on CUDA)")
+                   help="inference batch of the proxy pass and evaluation (default auto: 64 on CPU, 1024 on CUDA)")
     g.add_argument("--allow-nonfinite", action="store_true", default=None,
                    help="keep training when the loss becomes NaN/inf (default: stop with an error)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    g = parser.add_argument_group("spectral diagnostics (RUN_DIR/diagnostics.csv; see README)")
+    g.add_argument("--diagnostics-every", type=int, metavar="K",
+                   help="Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs "
+                        "(0 = off; default: the preset's, else 0)")
+    g.add_argument("--diagnostics-probe", type=int, metavar="N", help="probe size (stratified training examples; default 256)")
+    g.add_argument("--diagnostics-params", choices=("last", "all"),
+                   help="Jacobian w.r.t. the classifier (last, default: cheap) or all parameters")
+    g.add_argument("--tensorboard", metavar="DIR",
+                   help='stream per-epoch metrics and diagnostics to TensorBoard in DIR (pip install -e ".[tb]")')
     g.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulate an interruption (tests)
 
 
@@ -132,12 +143,14 @@ def run(args: argparse.Namespace) -> int:
         existed = out.is_dir()
         with acquire_run_lock(out) if _is_rank0() else contextlib.nullcontext():
             cfg = _saved_config(out, overrides, existed=existed)
-            results = train(cfg, out, resume=True, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
+            results = train(cfg, out, resume=True, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
+                            tensorboard=args.tensorboard)
     else:
         cfg = resolve_config(args.preset, args.config, overrides)
         for attempt in range(10):
             try:
-                results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch)
+                results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
+                                tensorboard=args.tensorboard)
                 break
             except RunFolderBusyError:
                 if not default_out or attempt == 9:

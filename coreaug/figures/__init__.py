@@ -9,6 +9,8 @@ is written as PNG and PDF with its data beside it (CSV, plus JSON for summaries)
 3. ``fig3_alignment``          — alignment error ξ vs subset size (coreset, random, max-loss).
 4. ``fig4_residual_decay``     — linearised residual dynamics, full data vs subsets.
 5. ``fig5_accuracy_vs_time``   — test accuracy vs training wall-clock for the training methods.
+6. ``fig6_training_diagnostics`` — condition number, spectrum shift and ξ (selector vs random) along
+   training runs, from their spectral diagnostics (:mod:`coreaug.figures.training`).
 
 The theory figures (1–4) live in :mod:`coreaug.figures.theory`; they use :mod:`spectra` for all the
 linear algebra and :mod:`coreaug.select` for the subsets (``spectra`` itself never imports
@@ -28,7 +30,10 @@ from coreaug.io import write_figure_atomic, write_json_atomic, write_text_atomic
 
 FIGURES: tuple[str, ...] = (
     "fig1_singular_values", "fig2_subspace_rotation", "fig3_alignment", "fig4_residual_decay", "fig5_accuracy_vs_time",
+    "fig6_training_diagnostics",
 )
+#: Figures drawn from training runs rather than from the theory setting.
+RUN_FIGURES: tuple[str, ...] = ("fig5_accuracy_vs_time", "fig6_training_diagnostics")
 
 #: Quick built-in training runs for figure 5 when no run folders are given (digits, MLP, 1 seed).
 QUICK_RUNS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -188,8 +193,10 @@ def make_figures(
 ) -> dict[str, list[Path]]:
     """Regenerate the figures (all, or those named in ``only``) into ``out``.
 
-    ``runs``: run folders (or folders of run folders) written by ``coreaug train`` for figure 5;
-    without them, five quick digits runs are trained into ``out/runs`` first (about a minute).
+    ``runs``: run folders (or folders of run folders) written by ``coreaug train`` for figures 5 and 6
+    (figure 6 uses those with diagnostics); without them, five quick digits runs are trained into
+    ``out/runs`` first for figure 5 (about a minute), and three ``digits-quick`` runs with diagnostics
+    after every epoch into ``out/runs/diagnostics`` for figure 6 (about 1.5 minutes).
     Returns the written paths per figure.
     """
     from coreaug.figures import theory
@@ -204,7 +211,7 @@ def make_figures(
     _style()
     written: dict[str, list[Path]] = {}
     setting = None
-    if any(w != "fig5_accuracy_vs_time" for w in wanted):
+    if any(w not in RUN_FIGURES for w in wanted):
         t0 = time.perf_counter()
         setting = theory.theory_setting(seed=seed)
         log(f"theory setting: MLP on digits, test accuracy {setting.test_accuracy:.3f}, n={setting.x.shape[0]} "
@@ -226,6 +233,17 @@ def make_figures(
             curves, directions, summary = theory.residual_decay(setting)
             paths = [_save_csv(curves, out / f"{name}_loss.csv"), _save_csv(directions, out / f"{name}_directions.csv")]
             paths += save_figure(plot_residual_decay(curves, directions), out, name)
+        elif name == "fig6_training_diagnostics":
+            from coreaug.figures.training import diagnostic_runs, diagnostics_summary
+            from coreaug.report import diagnostics_figure, diagnostics_frame
+
+            run_dirs = find_runs(runs) if runs else diagnostic_runs(out / "runs" / "diagnostics", quiet=quiet)
+            loaded = [r for r in (load_run(d) for d in run_dirs) if not r["diagnostics"].empty]
+            if not loaded:
+                raise ConfigError("fig6 needs runs trained with --diagnostics-every K; none of --runs has diagnostics")
+            summary = {"runs": [r["dir"] for r in loaded], "per_run": diagnostics_summary(loaded)}
+            paths = [_save_csv(diagnostics_frame(loaded), out / f"{name}.csv")]
+            paths += save_figure(diagnostics_figure(loaded), out, name)
         else:
             run_dirs = find_runs(runs) if runs else _quick_runs(out / "runs", quiet=quiet)
             loaded = [load_run(d) for d in run_dirs]

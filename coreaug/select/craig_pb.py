@@ -2,7 +2,8 @@
 variant of its official code / CORDS' ``selection_type="PerBatch"``), per class; returns weights.
 
 Per class ``c``: shuffle its points with a seeded generator and cut them into ``M = ⌈n_c / B⌉``
-mini-batches of as-equal-as-possible sizes (``B = batch_size``); represent each mini-batch by the
+mini-batches of as-equal-as-possible sizes (``B = batch_size``, or ``⌈k_c / 2⌉`` when the class's
+budget ``k_c`` is below ``2B``, so that small budgets are not rounded up to a whole ``B``-batch); represent each mini-batch by the
 **average** gradient proxy of its points; run facility location (the project's lazy greedy,
 :func:`~coreaug.select.facility_location.greedy_facility_location`) over the ``M`` batch averages
 to choose ``m_c = clamp(round(k_c / B), 1, M)`` mini-batches; return every point of the chosen
@@ -64,16 +65,19 @@ def craig_pb_subset(
     x = as_features(features)
     y, classes, members, budgets = split_budgets(labels, x.shape[0], budget_or_fraction, num_classes, per_class)
     gen = torch.Generator().manual_seed(int(seed))
-    picked, weights, sizes, chosen = [], [], [], []
+    picked, weights, sizes, chosen, used_b = [], [], [], [], []
     for mem, k in zip(members, budgets):
-        batches = minibatches(mem.numel(), batch_size, gen)  # drawn for every class: stable streams
+        # A class whose budget is under two mini-batches uses smaller ones (⌈k_c/2⌉ points), so its
+        # subset stays within the budget instead of being rounded up to one whole B-sized batch.
+        b_c = min(batch_size, max(1, -(-k // 2)))
+        batches = minibatches(mem.numel(), b_c, gen)  # drawn for every class: stable streams
         if k == 0:
             sizes.append(0), chosen.append(0)
             continue
         g = x.index_select(0, mem.to(x.device)).to("cpu", torch.float64)
         means = torch.stack([g[bt].mean(dim=0) for bt in batches])
         bsz = torch.tensor([bt.numel() for bt in batches], dtype=torch.float64)
-        m = min(len(batches), max(1, int(round(k / batch_size))))
+        m = min(len(batches), max(1, int(round(k / b_c))))
         res = greedy_facility_location(means, m, greedy=greedy, similarity=similarity, generator=gen)
         order = res["order"]
         assign, _ = SimilarityKernel(means, similarity).assign(order)  # batch → position in order
@@ -84,6 +88,8 @@ def craig_pb_subset(
             weights.append(torch.full((pts.numel(),), float(cover[t] / bsz[bi]), dtype=torch.float64))
         sizes.append(int(sum(batches[bi].numel() for bi in order.tolist())))
         chosen.append(m)
+        used_b.append(b_c)
     info = {"method": "craig_pb", "batch_size": batch_size, "similarity": similarity, "greedy": greedy,
-            "per_class": per_class, "classes": classes, "budgets": budgets, "sizes": sizes, "batches_chosen": chosen}
+            "per_class": per_class, "classes": classes, "budgets": budgets, "sizes": sizes, "batches_chosen": chosen,
+            "class_batch_sizes": used_b}
     return finish(picked, weights, info)

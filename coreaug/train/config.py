@@ -46,7 +46,9 @@ OPTIMIZERS: tuple[str, ...] = ("sgd",)
 # Fields that do not change what is computed; they are left out of the config hash so a run can be
 # resumed on another device or with another number of loader workers.
 _HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size", "notes", "data_root",
-                            "allow_nonfinite"})
+                            "allow_nonfinite",
+                            # diagnostics only observe the run (RNG-isolated; coreaug.train.diagnostics)
+                            "diagnostics_every", "diagnostics_probe", "diagnostics_params"})
 # Fields added after runs were first written: left out of the hash while they hold their default,
 # so the checkpoints of those runs still resume.
 _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"proxy_pool": 1.0}
@@ -106,12 +108,17 @@ class TrainConfig:
     # torch intra-op CPU threads during the run (None: the cores this process may use, divided among
     # torchrun's local processes, unless OMP_NUM_THREADS is set; see coreaug.device.default_threads)
     threads: int | None = None
-    # inference batch of the proxy pass and evaluation: "auto" = 128 on CPU, 1024 on CUDA
+    # inference batch of the proxy pass and evaluation: "auto" = 64 on CPU, 1024 on CUDA
     eval_batch_size: int | str = "auto"
     # keep training when the training loss becomes NaN/inf (default: stop with an error, keeping the
     # last good checkpoint); for studying divergence. Non-finite numbers are written as null in JSON.
     allow_nonfinite: bool = False
     notes: str = ""
+    # spectral diagnostics during training (coreaug.train.diagnostics): every K epochs (0 = off) on a
+    # probe of N stratified training examples, Jacobian w.r.t. the classifier ("last") or "all" parameters
+    diagnostics_every: int = 0
+    diagnostics_probe: int = 256
+    diagnostics_params: str = "last"
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +226,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     ms = [int(number("milestone", m, integer=True)) for m in cfg.milestones]
     if ms != sorted(set(ms)) or any(m < 1 for m in ms):
         raise ConfigError(f"milestones must be increasing positive epochs, got {cfg.milestones!r}")
+    if number("diagnostics_every", cfg.diagnostics_every, integer=True) < 0:
+        raise ConfigError(f"diagnostics interval K must be an integer >= 0 (0 = off), got {cfg.diagnostics_every!r}")
+    if number("diagnostics_probe", cfg.diagnostics_probe, integer=True) < 2:
+        raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {cfg.diagnostics_probe!r}")
+    _choice("diagnostics params", cfg.diagnostics_params, ("last", "all"))
+    cfg.diagnostics_every, cfg.diagnostics_probe = int(cfg.diagnostics_every), int(cfg.diagnostics_probe)
     for name in ("nesterov", "amp", "allow_nonfinite"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")

@@ -4,7 +4,8 @@ docs/paper-notes.md §4 "appending protocol": each epoch's set is the *main* set
 random subset), weak-augmented, **plus one strong-augmented copy of every element of S appended**,
 so |epoch| = |main| + |S|. :func:`plan_epoch` decides indices and weights (pure, testable);
 :class:`EpochDataset` realises a plan over the weak and strong views; :func:`make_loader` wraps it
-in a seeded DataLoader (or a DistributedSampler under DDP).
+in a seeded DataLoader (or a DistributedSampler under DDP); with loader workers,
+:class:`PersistentEpochLoader` keeps one set of workers for the whole run instead.
 """
 
 from __future__ import annotations
@@ -185,3 +186,90 @@ def make_loader(
         drop_last=False,
         persistent_workers=False,
     )
+
+
+class _ViewsDataset(Dataset):
+    """Every ``(view, index)`` pair once: item ``(k, item_seed)`` → ``(x, y, index, view)`` for
+    ``view = k // n``, ``index = k % n``. The RNGs (torch, numpy, random) are seeded with
+    ``item_seed`` before the transform runs, so an example's augmentation depends only on
+    ``(seed, epoch, position)`` — not on the worker that happens to load it, nor on what that
+    worker loaded before (persistent workers keep their RNG state across epochs)."""
+
+    def __init__(self, views: Sequence[Dataset], n: int):
+        self.views, self.n = list(views), int(n)
+
+    def __len__(self) -> int:
+        return len(self.views) * self.n
+
+    def __getitem__(self, item: tuple[int, int]):
+        k, item_seed = item
+        seed_everything(item_seed)
+        v, i = divmod(int(k), self.n)
+        x, y, idx = self.views[v][i]
+        return x, y, idx, v
+
+
+class _EpochOrder(torch.utils.data.Sampler):
+    """The current epoch's ``(universe id, item seed)`` list; replaced before each epoch."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, int]] = []
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class PersistentEpochLoader:
+    """One DataLoader for the whole run: worker processes start once and stay (``persistent_workers``),
+    instead of being forked again for each epoch's :class:`EpochDataset`.
+
+    The workers hold the fixed weak and strong views; each epoch only the *order* changes (a sampler
+    iterated in the main process) and the loss weights are looked up in the main process, so a new
+    :class:`EpochPlan` costs nothing in the workers. Order: a seeded permutation of the plan (or
+    :class:`~torch.utils.data.distributed.DistributedSampler`'s split of it under DDP, same seed on
+    every rank); augmentations are seeded per item (see :class:`_ViewsDataset`), so the batches are
+    the same for any ``num_workers`` and a resumed run replays them.
+
+    :meth:`epoch` returns the loader itself; iterating it yields ``(x, y, w, index, view)`` batches
+    like :func:`make_loader`.
+    """
+
+    def __init__(self, weak_view: Dataset, strong_view: Dataset, n: int, *, batch_size: int, num_workers: int,
+                 pin_memory: bool = False, distributed: bool = False, rank: int = 0, world_size: int = 1):
+        self.n = int(n)
+        self.distributed, self.rank, self.world_size = distributed, rank, world_size
+        self.order = _EpochOrder()
+        self.weights = torch.zeros(2 * self.n, dtype=torch.float32)
+        self.loader = DataLoader(
+            _ViewsDataset([weak_view, strong_view], self.n), batch_size=batch_size, sampler=self.order,
+            num_workers=num_workers, pin_memory=pin_memory, drop_last=False,
+            persistent_workers=num_workers > 0,
+        )
+
+    def epoch(self, plan: EpochPlan, *, seed: int, epoch: int):
+        """Set ``plan`` (shuffled with ``seed``) as this epoch's order and return an iterable of batches."""
+        ids = torch.cat([plan.main_indices + WEAK * self.n, plan.aug_indices + STRONG * self.n])
+        self.weights.zero_()
+        self.weights[ids] = torch.cat([plan.main_weights, plan.aug_weights])
+        if self.distributed:
+            from torch.utils.data.distributed import DistributedSampler
+
+            sampler = DistributedSampler(range(ids.numel()), num_replicas=self.world_size, rank=self.rank,
+                                         shuffle=True, seed=seed % 2**31)
+            sampler.set_epoch(epoch)
+            positions = torch.as_tensor(list(sampler), dtype=torch.long)
+        else:
+            positions = torch.randperm(ids.numel(), generator=torch.Generator().manual_seed(seed))
+        self.order.items = [(int(ids[p]), derive_seed(seed, int(p))) for p in positions]
+        return self
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y, idx, v in self.loader:
+            w = self.weights[torch.as_tensor(v) * self.n + torch.as_tensor(idx)]
+            yield x, y, w, idx, v

@@ -6,6 +6,7 @@ One call of :func:`train` is one run; it owns its run folder::
     RUN_DIR/metrics.csv      one row per epoch (also metrics.jsonl)
     RUN_DIR/checkpoint.pt    written atomically after every epoch; ``resume=True`` continues from it
     RUN_DIR/results.json     final/best accuracy, time totals (written when the run completes)
+    RUN_DIR/diagnostics.csv  spectral diagnostics every K epochs (also diagnostics.jsonl), when enabled
 
 The run folder is locked (:mod:`coreaug.runlock`, rank 0 under DDP) before anything in it is read or
 written, for the whole run. A NaN/inf training loss stops the run with :class:`DivergenceError`
@@ -22,6 +23,7 @@ import csv
 import io
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -37,7 +39,7 @@ from tqdm.auto import tqdm
 
 from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
-from coreaug.device import resolve_eval_batch_size, resolve_num_workers
+from coreaug.device import default_threads, resolve_eval_batch_size, resolve_num_workers
 from coreaug.errors import CheckpointError, ConfigError, CoreaugError, DivergenceError, RunFolderBusyError
 from coreaug.hooks import pause_point
 from coreaug.io import dumps_json, write_json_atomic, write_text_atomic
@@ -50,13 +52,18 @@ from coreaug.train.config import TrainConfig, config_from_dict, read_config_file
 from coreaug.train.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
-from coreaug.train.epoch_data import WEAK, EpochDataset, derive_seed, make_loader, plan_epoch, seed_everything
+from coreaug.train.epoch_data import (
+    WEAK, EpochDataset, PersistentEpochLoader, derive_seed, make_loader, plan_epoch, seed_everything,
+)
+from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
+from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
     "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
     "selection_share",
+    "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
 )
 
 
@@ -252,6 +259,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "eval_time_total": sum(r["eval_time"] for r in rows),
         "selection_share": _share(sum(r["selection_time"] for r in rows), sum(r["train_time"] for r in rows)),
         "proxy_pool": cfg.proxy_pool if cfg.uses_subset and cfg.selector != "random" else None,
+        "diagnostics_time_total": sum(r.get("diagnostics_time") or 0.0 for r in rows),
         "wall_clock_total": rows[-1]["wall_clock"] if rows else 0.0,
         "elapsed_total": rows[-1]["elapsed"] if rows else 0.0,
         "examples_seen_total": sum(r["epoch_examples"] for r in rows),
@@ -261,6 +269,15 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "config_hash": cfg.hash(), "device": str(device), "world_size": world_size,
         "torch": torch.__version__, "host": platform.node(),
     }
+
+
+def _diagnose(diag: TrainingDiagnostics, model: nn.Module, epoch: int, tb: TensorBoardLogger | None,
+              history=None) -> float:
+    """Run the spectral diagnostics of ``model`` after ``epoch`` epochs; return their wall-clock."""
+    drow = diag.run(model, epoch, history=history)
+    if tb is not None:
+        tb.log_diagnostics(drow)
+    return float(drow["time"])
 
 
 def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
@@ -294,6 +311,7 @@ def train(
     quiet: bool = False,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run one experiment into ``out_dir`` and return the ``results.json`` content.
 
@@ -304,6 +322,7 @@ def train(
         quiet: no progress bars or per-epoch lines.
         stop_after_epoch: stop (as if killed) after this many epochs, leaving the checkpoint — for tests.
         on_epoch_end: called with each epoch's metrics row (rank 0).
+        tensorboard: stream metrics and diagnostics to TensorBoard in this folder (needs ``tensorboard``).
 
     Raises:
         ConfigError, DatasetNotFoundError, CheckpointError: before anything in ``out_dir`` is written.
@@ -313,18 +332,20 @@ def train(
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    elif "OMP_NUM_THREADS" not in os.environ:  # an explicit OMP_NUM_THREADS (torchrun sets 1) wins
+        torch.set_num_threads(default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     ctx = setup_distributed(cfg.device)
     try:
         with _locked_run_folder(out, ctx) as created:
             return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
-                          on_epoch_end=on_epoch_end, created=created)
+                          on_epoch_end=on_epoch_end, created=created, tensorboard=tensorboard)
     finally:
         cleanup(ctx)
         torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
-           stop_after_epoch: int | None, on_epoch_end, created: bool = False) -> dict[str, Any]:
+           stop_after_epoch: int | None, on_epoch_end, created: bool = False, tensorboard=None) -> dict[str, Any]:
     device, main = ctx.device, ctx.is_main
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
@@ -339,6 +360,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
     n = len(views["eval_train"])
+    diag = TrainingDiagnostics(cfg, views, out, device) if cfg.diagnostics_every > 0 else None
+    if tensorboard is not None:
+        require_tensorboard()
     seed_everything(cfg.seed)
     if cfg.weights is None and cfg.dataset == "caltech256":
         warnings.warn("caltech256 preset fine-tunes an ImageNet-pretrained model: pass --weights PATH", stacklevel=2)
@@ -379,7 +403,19 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         if checkpoint is None:
             write_json_atomic(out / "config.json", cfg.to_dict())
     barrier(ctx)
+    tb = TensorBoardLogger(tensorboard) if tensorboard is not None and main else None
+    diag_pending = 0.0  # diagnostics seconds not yet reported in a metrics row (the epoch-0 diagnostic)
+    if diag is not None and main:
+        diag.resume(start_epoch)
+        if diag.due(start_epoch):
+            diag_pending = _diagnose(diag, raw_model, start_epoch, tb, tracker)
+    barrier(ctx)
 
+    workers = resolve_num_workers(cfg.num_workers, device)
+    persistent = PersistentEpochLoader(
+        views["weak"], views["strong"], n, batch_size=cfg.batch_size, num_workers=workers,
+        pin_memory=device.type == "cuda", distributed=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size,
+    ) if workers > 0 else None
     elapsed0 = rows[-1]["elapsed"] if rows else 0.0
     wall0 = rows[-1]["wall_clock"] if rows else 0.0
     t_start = time.perf_counter()
@@ -409,10 +445,13 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             random_main=state.random_main if state is not None else None,
             aug_weight=cfg.aug_weight,
         )
-        epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
-        loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
-                             num_workers=resolve_num_workers(cfg.num_workers, device), distributed=ctx.enabled, rank=ctx.rank,
-                             world_size=ctx.world_size, epoch=epoch, pin_memory=device.type == "cuda")
+        if persistent is not None:  # loader workers: started once, reused every epoch
+            loader = persistent.epoch(plan, seed=derive_seed(cfg.seed, epoch, 3) % 2**63, epoch=epoch)
+        else:
+            epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
+            loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
+                                 distributed=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size, epoch=epoch,
+                                 pin_memory=device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -457,6 +496,9 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                          device=device,
                          amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
         eval_time = t.elapsed
+        diag_time, diag_pending = diag_pending, 0.0
+        if diag is not None and main and diag.due(epoch + 1):  # rank 0 only; the others wait at the barrier
+            diag_time += _diagnose(diag, raw_model, epoch + 1, tb, tracker)
         row = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
@@ -468,6 +510,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
             # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
             "selection_share": _share(sel_time, train_time),
+            "diagnostics_time": diag_time,
         }
         wall0 = row["wall_clock"]
         rows.append(row)
@@ -486,13 +529,19 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, test acc "
                            f"{test_acc:.4f}, |epoch| {row['epoch_examples']}, train {train_time:.2f}s, "
                            f"selection {sel_time:.2f}s")
+            if tb is not None:
+                tb.log_epoch(row)
             if on_epoch_end is not None:
                 on_epoch_end(row)
         barrier(ctx)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
             epochs_bar.close()
+            if tb is not None:
+                tb.close()
             return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False)
     epochs_bar.close()
+    if tb is not None:
+        tb.close()
     results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True)
     if main:
         write_json_atomic(out / "results.json", results)

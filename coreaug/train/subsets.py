@@ -1,9 +1,11 @@
 """Subset selection for one reselection step: proxy pass → selector → (S, γ) (docs/paper-notes.md §3).
 
 Every R epochs from epoch 0 the model is run once, in eval mode without gradients, over all n
-training points with the **test-time transform** (:func:`coreaug.proxies.compute_proxies`); the
-selector picks S from those proxies. The random main subset of regime (c) is redrawn at the same
-epochs.
+training points with the **test-time transform** (:func:`coreaug.proxies.compute_proxies`) — or,
+with ``proxy_pool = F < 1``, over a fresh stratified pool of F·n of them; the selector picks S
+from those proxies on the training device. The random main subset of regime (c) is redrawn at the
+same epochs. Under DDP the pass is sharded across ranks and the per-class greedy split across them
+(:func:`select_subset`); every rank ends with the same (S, γ).
 """
 
 from __future__ import annotations

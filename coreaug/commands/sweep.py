@@ -1,0 +1,132 @@
+"""``coreaug sweep``: run a grid of experiments (methods × selectors × fractions × seeds) and report it.
+
+Examples::
+
+    coreaug sweep --preset digits-quick --model mlp --methods subset-only,random+aug-subset,full-aug \\
+        --selectors coreset,random,maxloss --fractions 0.1,0.3 --seeds 0-4 --out runs/sweep
+    coreaug sweep --grid digits-selectors --out runs/selectors          # every selector, 5 seeds
+    coreaug sweep --grid paper-cifar10 --data-root data/cifar-10-batches-py --out runs/paper --device cuda
+    coreaug sweep --grid-file grid.yaml --out runs/g --dry-run            # list the runs, run nothing
+
+Each run goes to OUT/<method>__<selector>__f<fraction>__s<seed>/ (full / full-aug: OUT/<method>__s<seed>/);
+completed runs are skipped, interrupted ones resumed from their checkpoint; afterwards the report
+(accuracy mean ± std and ± 95% t confidence interval, Welch test vs random, time, selection share,
+speed-up vs full-aug, the paper's headline numbers where they exist) is written to OUT/report/.
+Exit code 2 when any run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from coreaug.errors import ConfigError
+
+# flag dest -> TrainConfig field (fixed for every run of the grid)
+_OVERRIDE_FLAGS = {
+    "dataset": "dataset", "data_root": "data_root", "model": "model", "epochs": "epochs",
+    "reselect_every": "reselect_every", "lr": "lr", "batch_size": "batch_size", "milestones": "milestones",
+    "strong_aug": "strong_aug", "weak_aug": "weak_aug", "proxy": "proxy", "per_class": "per_class",
+    "device": "device", "threads": "threads", "num_workers": "num_workers", "label_noise": "label_noise",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from coreaug.sweep import GRID_PRESETS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (f"grid presets: {', '.join(GRID_PRESETS)}\n"
+                     "precedence: --grid < --grid-file < flags. Grid file keys: preset, config, methods, selectors, "
+                     "fractions, seeds, overrides (a mapping of config keys).")
+    g = parser.add_argument_group("the grid")
+    g.add_argument("--grid", help="a grid preset: " + ", ".join(GRID_PRESETS))
+    g.add_argument("--grid-file", help="YAML (or JSON) grid file")
+    g.add_argument("--preset", help="training preset every run starts from (see `coreaug info`)")
+    g.add_argument("--config", help="training config file (YAML/JSON) applied on top of the preset")
+    g.add_argument("--methods", help="comma-separated methods, e.g. subset-only,random+aug-subset,full-aug")
+    g.add_argument("--selectors", help="comma-separated selectors, or 'all'")
+    g.add_argument("--fractions", help="comma-separated subset fractions in (0, 1], e.g. 0.1,0.3")
+    g.add_argument("--seeds", help="seeds: a range 0-4, a list 0,1,2 or both 0-2,7")
+    g.add_argument("--out", required=True, help="sweep folder: one sub-folder per run, plus report/")
+    g = parser.add_argument_group("fixed overrides (same for every run)")
+    g.add_argument("--dataset")
+    g.add_argument("--data-root", help="dataset folder (every dataset but digits)")
+    g.add_argument("--model")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--reselect-every", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",") if v.strip()],
+                   help="comma-separated MultiStepLR epochs")
+    g.add_argument("--strong-aug")
+    g.add_argument("--weak-aug")
+    g.add_argument("--proxy")
+    g.add_argument("--per-class")
+    g.add_argument("--label-noise", type=float)
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config key (value parsed as YAML), repeatable: --set aug_weight=gamma")
+    g = parser.add_argument_group("execution")
+    g.add_argument("--device", help="auto|cpu|cuda|cuda:N")
+    g.add_argument("--threads", type=int, help="torch CPU threads per run")
+    g.add_argument("--num-workers", type=int)
+    g.add_argument("--dry-run", action="store_true", help="list the runs (run / skip / resume) and stop")
+    g.add_argument("--no-report", action="store_true", help="do not write OUT/report/")
+    g.add_argument("--verbose", action="store_true", help="show each run's progress bars and epoch lines")
+    g.add_argument("--quiet", action="store_true", help="do not print the report table at the end")
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad --set {item!r}: use KEY=VALUE, e.g. --set aug_weight=gamma")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"bad --set {item!r}: cannot parse the value") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from coreaug.sweep import build_grid, describe, load_note, plan_sweep, run_sweep
+
+    overrides = {field: getattr(args, dest) for dest, field in _OVERRIDE_FLAGS.items()}
+    overrides.update(_parse_set(args.set))
+    spec = build_grid(args.grid, args.grid_file, preset=args.preset, config=args.config, methods=args.methods,
+                      selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides)
+    out = Path(args.out)
+    planned = plan_sweep(spec, out)
+    counts = {a: sum(1 for p in planned if p.action == a) for a in ("run", "skip", "resume", "conflict")}
+    head = (f"sweep{f' {spec.name}' if spec.name else ''}: {len(planned)} runs into {out} — {counts['run']} to run, "
+            f"{counts['resume']} to resume, {counts['skip']} completed (skipped)"
+            + (f", {counts['conflict']} in conflict" if counts["conflict"] else ""))
+    if args.dry_run:
+        print(head)
+        for p in planned:
+            print("  " + describe(p))
+        datasets = {p.cfg.dataset for p in planned}
+        if datasets - {"digits"} and not any(p.cfg.data_root for p in planned):
+            print(f"note: {', '.join(sorted(datasets - {'digits'}))} needs --data-root to run")
+        return 0
+    print(head + (f"; {load_note()}" if load_note() else ""), flush=True)
+    outcome = run_sweep(planned, quiet_runs=not args.verbose, log=lambda s: print(s, flush=True))
+    done = len(outcome.completed_dirs)
+    print(f"sweep finished in {outcome.seconds:.0f}s: {done} of {len(planned)} runs complete, "
+          f"{len(outcome.failed)} failed", flush=True)
+    if not args.no_report and done:
+        from coreaug.report import write_stats_report
+
+        paths = write_stats_report(outcome.completed_dirs, out / "report")
+        if not args.quiet:
+            print(paths["md"].read_text(encoding="utf-8"), end="")
+        print(f"report: {', '.join(str(p) for p in paths.values())}")
+    if outcome.failed:
+        print(f"coreaug: error: {len(outcome.failed)} of {len(planned)} runs failed: {', '.join(outcome.failed)}",
+              file=sys.stderr)
+        return 2
+    return 0

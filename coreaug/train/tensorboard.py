@@ -1,0 +1,71 @@
+"""Optional TensorBoard streaming of a run (``coreaug train --tensorboard DIR``; extra ``[tb]``).
+
+Per epoch: every numeric metrics column under ``metrics/<column>`` (step = epoch); per diagnostic:
+every numeric diagnostics column under ``diagnostics/<column>`` and the probe spectra as histograms
+(step = the diagnosed epoch; 0 = initialisation). Uses ``torch.utils.tensorboard``, which needs the
+``tensorboard`` package.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from coreaug.errors import ConfigError
+
+__all__ = ["INSTALL_HINT", "TensorBoardLogger", "require_tensorboard"]
+
+INSTALL_HINT = 'pip install -e ".[tb]"'
+
+
+def require_tensorboard():
+    """``torch.utils.tensorboard.SummaryWriter``, or a one-line :class:`ConfigError` saying how to install it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(f"--tensorboard needs the tensorboard package; install it with: {INSTALL_HINT}") from None
+    return SummaryWriter
+
+
+def _scalar(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)) and math.isfinite(float(v)):
+        return float(v)
+    return None
+
+
+class TensorBoardLogger:
+    """A ``SummaryWriter`` on ``log_dir`` with one method per kind of row."""
+
+    def __init__(self, log_dir: str | Path):
+        writer_cls = require_tensorboard()
+        self.writer = writer_cls(log_dir=str(log_dir))
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """One metrics row (``coreaug.train.loop.METRIC_FIELDS``), at step ``row["epoch"]``."""
+        step = int(row["epoch"])
+        for k, v in row.items():
+            val = _scalar(v)
+            if k != "epoch" and val is not None:
+                self.writer.add_scalar(f"metrics/{k}", val, step)
+        self.writer.flush()
+
+    def log_diagnostics(self, row: dict[str, Any]) -> None:
+        """One diagnostics row (``coreaug.train.diagnostics``), at step ``row["epoch"]``."""
+        import torch
+
+        step = int(row["epoch"])
+        for k, v in row.items():
+            val = _scalar(v)
+            if k not in ("epoch", "probe_size", "num_params") and val is not None:
+                self.writer.add_scalar(f"diagnostics/{k}", val, step)
+        for k in ("sigma", "sigma_appended", "relative_increase"):
+            vals = [float(x) for x in (row.get(k) or []) if isinstance(x, (int, float)) and math.isfinite(x)]
+            if vals:
+                self.writer.add_histogram(f"diagnostics/{k}", torch.tensor(vals), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
