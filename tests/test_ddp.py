@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port
 
 
 def test_torchrun_two_gloo_processes(tmp_path):
@@ -21,7 +15,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
         "-m", "coreaug", "train", "--preset", "digits-quick", "--model", "mlp", "--epochs", "2",
         "--method", "random+aug-subset", "--selector", "coreset", "--fraction", "0.1", "--reselect-every", "1",
         "--strong-aug", "gaussian-noise", "--batch-size", "64", "--device", "cpu", "--threads", "1", "--quiet",
@@ -44,26 +38,6 @@ def test_torchrun_two_gloo_processes(tmp_path):
     diag = [json.loads(line) for line in (out / "diagnostics.jsonl").read_text().splitlines()]
     assert [d["epoch"] for d in diag] == [0, 2] and all(d["cond"] > 1 and d["subset_size"] for d in diag)
     assert res["diagnostics_time_total"] > 0
-
-
-def _sharded_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    """One rank of the sharded selection: gloo group, same model and data as the parent."""
-    import torch
-    import torch.distributed as dist
-
-    from coreaug.train.distributed import DistContext
-    from coreaug.train.subsets import select_subset
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        ctx = DistContext(True, rank, world, rank, torch.device("cpu"))
-        ds, model = _sharded_setup()
-        results = {name: select_subset(cfg, model, ds, epoch=1, device=torch.device("cpu"), ctx=ctx).to_dict()
-                   for name, cfg in _sharded_configs().items()}
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 def _sharded_setup():
@@ -93,19 +67,15 @@ def _sharded_configs():
     }
 
 
-def test_sharded_selection_on_two_gloo_ranks_equals_single_process(tmp_path):
+def test_sharded_selection_on_two_gloo_ranks_equals_single_process(sharded_selections):
     """Each rank runs the proxy pass on its strided shard, classes are split for the greedy, and
     both ranks end with exactly the single-process (S, γ)."""
     import torch
-    import torch.multiprocessing as mp
 
     from coreaug.train.subsets import select_subset
 
-    # fork: the children inherit the imported modules (seconds instead of a fresh interpreter each)
-    mp.start_processes(_sharded_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="fork")
+    ranks = sharded_selections(_sharded_setup, _sharded_configs)
     ds, model = _sharded_setup()
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for name, cfg in _sharded_configs().items():
         ref = select_subset(cfg, model, ds, epoch=1, device=torch.device("cpu")).to_dict()
         for res in ranks:

@@ -193,39 +193,11 @@ def _ddp_configs():
     }
 
 
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
-    from coreaug.train.distributed import DistContext
+def test_needs_gathered_across_two_gloo_ranks_equal_single_process(sharded_selections):
     from coreaug.train.subsets import select_subset
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        ctx = DistContext(True, rank, world, rank, torch.device("cpu"))
-        ds, model = _ddp_setup()
-        res = {k: select_subset(c, model, ds, epoch=1, device=torch.device("cpu"), ctx=ctx).to_dict()
-               for k, c in _ddp_configs().items()}
-        torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_needs_gathered_across_two_gloo_ranks_equal_single_process(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    from coreaug.train.subsets import select_subset
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    ranks = sharded_selections(_ddp_setup, _ddp_configs)
     ds, model = _ddp_setup()
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for name, cfg in _ddp_configs().items():
         ref = select_subset(cfg, model, ds, epoch=1, device=torch.device("cpu")).to_dict()
         if cfg.selector == "gradmatch":
