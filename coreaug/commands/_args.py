@@ -41,3 +41,8 @@ def check_ranges(
         value = getattr(args, dest, None)
         if value is not None and not 0 <= value < SEED_LIMIT:
             raise ConfigError(f"{_flag(dest)} must be in [0, 2^63), got {value}")
+
+
+def int_list(text: str) -> list[int]:
+    """Argparse ``type`` of a comma-separated list of ints, e.g. ``--milestones 100,150``."""
+    return [int(v) for v in text.split(",") if v.strip()]

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from coreaug.commands._args import int_list
 from coreaug.errors import ConfigError
 
 # flag dest -> TrainConfig field (fixed for every run of the grid)
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--reselect-every", type=int)
     g.add_argument("--lr", type=float)
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",") if v.strip()],
+    g.add_argument("--milestones", type=int_list,
                    help="comma-separated MultiStepLR epochs")
     g.add_argument("--strong-aug")
     g.add_argument("--weak-aug")

@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from coreaug.commands._args import int_list
 from coreaug.errors import CheckpointError, ConfigError, RunFolderBusyError
 from coreaug.train.config import (
     METHODS, PER_CLASS, SELECTORS, config_from_dict, read_config_file, resolve_config,
@@ -84,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float)
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",") if v.strip()],
+    g.add_argument("--milestones", type=int_list,
                    help="comma-separated MultiStepLR epochs, e.g. 100,150")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--label-noise", type=float, metavar="RATE", help="symmetric label-noise rate on training labels")
