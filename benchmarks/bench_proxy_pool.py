@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cifar-batch", type=int, default=32,
                     help="CIFAR-shaped batch (default 32: enough SGD steps for a 10%% subset to learn in a few epochs)")
     ap.add_argument("--cifar-lr", type=float, default=0.05)
+    ap.add_argument("--cifar-signal", type=float, default=55.0,
+                    help="template amplitude of the synthetic images (lower = harder; default 55 is easy)")
+    ap.add_argument("--cifar-noise", type=float, default=45.0, help="per-pixel noise std of the synthetic images")
     ap.add_argument("--only", choices=("digits", "cifar-shaped"), help="run one data set only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "proxy_pool.csv"))
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
     if args.only in (None, "cifar-shaped"):
         with tempfile.TemporaryDirectory(prefix="cifar_shaped_") as d:
-            root = write_cifar10(d, args.cifar_n, 1000, seed=0)
+            root = write_cifar10(d, args.cifar_n, 1000, seed=0, signal=args.cifar_signal, noise=args.cifar_noise)
             for seed in (int(s) for s in args.cifar_seeds.split(",")):
                 for f in pools:
                     r = one_run("cifar10-resnet20", {
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.out, buf.getvalue())
     md = ["# Proxy pool F: accuracy and time at 10% coresets (subset-only)", "",
           f"digits: `digits-quick` preset (CNN, 12 epochs, R=2), seeds {args.seeds}; cifar-shaped: synthetic "
-          f"CIFAR-10-format data, {args.cifar_n} train / 1000 test images, `cifar10-resnet20` preset with batch "
+          f"CIFAR-10-format data (template amplitude {args.cifar_signal:g}, noise {args.cifar_noise:g}), "
+          f"{args.cifar_n} train / 1000 test images, `cifar10-resnet20` preset with batch "
           f"{args.cifar_batch}, lr {args.cifar_lr:g}, {args.cifar_epochs} epochs, R=1, seeds {args.cifar_seeds}. {args.threads} thread(s), CPU, "
           f"{platform.node()}. Accuracy = final test accuracy; times = training + selection wall-clock summed "
           "over the run (evaluation excluded).", ""]

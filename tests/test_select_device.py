@@ -173,6 +173,35 @@ def test_build_batch_matches_the_definition():
         assert order[1].tolist() != [-1] * 5 and order.shape == (2, 13) and (order[0, 5:] == -1).all()
 
 
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_build_batch_into_a_dirty_workspace_equals_a_fresh_build(similarity):
+    # a reused workspace still holds the previous batch: padding must be re-zeroed, tiles of padded
+    # classes copied into rows of stride m, wide features (larger tiles) built the same way
+    gen = torch.Generator().manual_seed(5)
+    for dim in (3, 40):
+        feats = [torch.randn(n, dim, generator=gen, dtype=torch.float64) for n in (31, 26, 9)]
+        fresh = build_batch(feats, similarity)
+        ws = torch.full((3 * 31 * 31 + 7,), float("nan"), dtype=torch.float64)
+        reused = build_batch(feats, similarity, workspace=ws)
+        assert reused.S.data_ptr() == ws.data_ptr()
+        assert torch.equal(reused.S, fresh.S) and torch.equal(reused.gains0, fresh.gains0)
+        for c, f in enumerate(feats):
+            n = f.shape[0]
+            assert torch.allclose(reused.S[c, :n, :n], sim_matrix(f, similarity), atol=1e-12)
+    with pytest.raises(ValueError, match="workspace must hold"):
+        build_batch(feats, similarity, workspace=torch.empty(10, dtype=torch.float64))
+
+
+def test_several_batches_share_one_workspace_and_match_one_class_at_a_time():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(300, 4, generator=gen, dtype=torch.float64)
+    y = torch.arange(300) % 5
+    y[:40] = 0  # unequal classes: padded batches
+    tiny = facility_location(x, y, 0.1, dtype=torch.float64, batch_bytes=1)  # one class per batch
+    one = facility_location(x, y, 0.1, dtype=torch.float64)
+    assert tiny == one and tiny.info["greedy_order"] == one.info["greedy_order"]
+
+
 # ------------------------------------------------------------------ kNN (approximate)
 def test_knn_with_all_neighbours_is_the_exact_greedy():
     gen = torch.Generator().manual_seed(18)

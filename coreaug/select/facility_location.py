@@ -431,9 +431,13 @@ def _engine_classes(
     todo = [c for c, k in enumerate(budgets) if k > 0]
     dense = [c for c in todo if knn is None and int(members[c].numel()) ** 2 * itemsize <= memory_budget]
     sizes = [int(members[c].numel()) for c in dense]
-    for group in plan_batches(sizes, itemsize, batch_bytes):
+    groups = plan_batches(sizes, itemsize, batch_bytes)
+    # one workspace for every batch: the largest (C, m, m) of the plan, page-faulted once
+    need = max((len(g) * max(sizes[i] for i in g) ** 2 for g in groups), default=0)
+    workspace = torch.empty(need, dtype=x.dtype, device=dev) if len(groups) > 1 else None
+    for group in groups:
         cls = [dense[g] for g in group]
-        batch = build_batch([x.index_select(0, members[c].to(dev)) for c in cls], similarity)
+        batch = build_batch([x.index_select(0, members[c].to(dev)) for c in cls], similarity, workspace=workspace)
         ks = [budgets[c] for c in cls]
         with cpu_threads(threads, dev):
             order, assign, cur = greedy_batch(batch, ks, rule=rule, chunk_bytes=chunk_bytes)
