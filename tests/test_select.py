@@ -314,3 +314,18 @@ def test_per_class_none_and_equal_ceil_through_facility_location():
     assert ceil.info["budgets"] == [4, 4, 4] and len(ceil) == 12  # official ceil(B/C): may exceed B
     explicit = facility_location(x, y, [1, 2, 3])
     assert torch.bincount(y[explicit.indices], minlength=3).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_all_finite_agrees_with_isfinite_without_a_full_size_mask(bad, dtype):
+    from coreaug.select.base import all_finite
+
+    x = torch.randn(50, 7).to(dtype)
+    assert all_finite(x) and all_finite(torch.empty(0, 3, dtype=dtype))
+    for pos in [(0, 0), (49, 6), (17, 3)]:
+        y = x.clone()
+        y[pos] = bad
+        assert not all_finite(y) and not bool(torch.isfinite(y).all())
+        with pytest.raises(SelectionError, match="NaN or Inf values in 1 row"):
+            facility_location(y.float(), torch.zeros(50, dtype=torch.long), 5)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from coreaug.errors import SelectionError
-from coreaug.select.base import Selection, as_labels, classes_and_members, resolve_total_budget
+from coreaug.select.base import Selection, all_finite, as_labels, classes_and_members, resolve_total_budget
 from coreaug.select.budgets import PER_CLASS_MODES, check_explicit_budgets, class_budgets
 
 __all__ = [
@@ -64,7 +64,7 @@ def as_scores(scores: Any, *, name: str = "scores") -> torch.Tensor:
     if s.dtype == torch.bool or s.is_complex():
         raise SelectionError(f"{name} must be real numbers, got dtype {s.dtype}")
     s = s.to("cpu", torch.float64)
-    if not bool(torch.isfinite(s).all()):
+    if not all_finite(s):
         raise SelectionError(f"{name} contain {int((~torch.isfinite(s)).sum())} NaN/Inf value(s); check the proxy pass")
     return s
 
@@ -78,7 +78,7 @@ def as_probs(probs: Any, labels: torch.Tensor | None = None) -> torch.Tensor:
     if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
         raise SelectionError(f"probs must be (n, C) with C >= 2 and n >= 1, got shape {tuple(p.shape)}")
     p = p.to("cpu", torch.float64)
-    if not bool(torch.isfinite(p).all()):
+    if not all_finite(p):
         bad = int((~torch.isfinite(p)).any(dim=1).sum())
         raise SelectionError(f"probs contain NaN or Inf values in {bad} row(s); check the model/proxy pass")
     if bool((p < -1e-6).any()) or bool((p - 1.0 > 1e-6).any()) or bool(((p.sum(dim=1) - 1.0).abs() > 1e-3).any()):
