@@ -49,6 +49,7 @@ from typing import Callable
 
 import torch
 
+from coreaug.device import resolve_device
 from coreaug.io import write_text_atomic
 from coreaug.select import facility_location, facility_location_objective
 from coreaug.select.budgets import class_budgets
@@ -154,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads for everything (default 1: all competitors single-threaded; "
                          "submodlib is, and apricot's lazy kernel is compiled with parallel=False)")
-    ap.add_argument("--device", default="cpu", help="cpu | cuda: where ours runs (the CPU-only references are "
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto: where ours runs (the CPU-only references are "
                     "skipped on cuda; timings synchronise the device)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "select.csv"))
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))

@@ -65,7 +65,7 @@ else
     fi
     DEVICE=cuda
     PROXY_ARGS=(--n 50000 --batches 256,512,1024,2048 --repeats 3)
-    SELECT_ARGS=(--sizes 10000,50000 --single 10000 --no-naive)
+    SELECT_ARGS=(--sizes 10000,50000 --single 10000 --wide 0 --no-naive)
     JAC_ARGS=(--repeats 3)
     THROUGHPUT_ARGS=(--n-train 50000 --n-test 10000 --full-epochs 1 --r1-epochs 2 --r5-epochs 5 --amp)
     THREADS=$("$PY" -c "import os; print(min(8, len(os.sched_getaffinity(0))))")
