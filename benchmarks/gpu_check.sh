@@ -54,7 +54,7 @@ if [ "$SMALL" = "1" ]; then
     DEVICE=auto
     log "small mode: tiny sizes on device '$DEVICE' (numbers mean nothing)"
     PROXY_ARGS=(--n 128 --batches 64,128 --repeats 1)
-    SELECT_ARGS=(--sizes 1000 --single 0 --no-naive)
+    SELECT_ARGS=(--sizes 1000 --single 0 --wide 1000 --no-naive)
     JAC_ARGS=(--quick --cases cnn)
     THROUGHPUT_ARGS=(--n-train 300 --n-test 100 --full-epochs 1 --r1-epochs 1 --r5-epochs 1)
     THREADS=1
