@@ -90,7 +90,8 @@ class DenseBatch:
 def build_batch(feats: list[torch.Tensor], similarity: str, *, workspace: torch.Tensor | None = None) -> DenseBatch:
     """Dense per-class similarity matrices of the ground sets ``feats`` (each ``(n_c, d)``), stacked.
 
-    Each matrix is built in row blocks of about 1 MiB: one matmul of augmented vectors gives the
+    Each matrix is built in row blocks of about 1 MiB (4 MiB for features of 32 or more dimensions,
+    where the matmul's per-call packing would otherwise dominate): one matmul of augmented vectors gives the
     squared distances, the transform (``sqrt``, then ``exp(−d/D)`` or ``M − d``) runs on the block
     while it is in cache, and the column sums (the first greedy gains) are accumulated there too.
 
