@@ -81,7 +81,7 @@ def _case_kind(case: str) -> str:
     """Which ``--cases`` entry produced a row (from its case label)."""
     if case.startswith("pool-"):
         return "pool"
-    return "imagenet" if "sketch" in case else "wide"
+    return "wide" if "1000d" in case else "imagenet"  # wide: unsketched 1,000-dim; imagenet: "64d sketch"
 
 
 def _kept_rows(path: str, cases: set[str]) -> list[dict[str, str]]:
