@@ -45,6 +45,7 @@ ARGS = ["--preset", "digits-quick", "--model", "mlp", "--epochs", "3", "--fracti
 RUN_FILES = ["checkpoint.pt", "config.json", "diagnostics.csv", "diagnostics.jsonl", "metrics.csv", "metrics.jsonl",
              "results.json"]  # digits-quick logs spectral diagnostics (epochs 0 and 3 here)
 ROW_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "subset_size",
+            "subset_weight_max",
             "epoch_examples", "reselected", "steps")  # everything per epoch but wall-clock measurements
 RESULT_KEYS = ("final_test_acc", "final_test_loss", "final_train_loss", "final_test_balanced_acc", "best_test_acc",
                "best_epoch", "epochs_done", "completed", "examples_seen_total", "steps_total", "n_selections",

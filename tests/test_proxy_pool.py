@@ -152,6 +152,9 @@ def test_run_records_selection_share_per_epoch_and_in_total(tmp_path, capsys):
     assert res["proxy_pool"] == 0.5 and res["n_selections"] == 2
     for r in rows:
         assert r["selection_share"] == pytest.approx(r["selection_time"] / (r["selection_time"] + r["train_time"]))
+        assert r["subset_weight_max"] >= 1.0  # γ has mean 1 over the coreset
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert rows[-1]["subset_weight_max"] == pytest.approx(float(ckpt["subset"]["weights"].max()))
     total = res["selection_time_total"] / (res["selection_time_total"] + res["train_time_total"])
     assert 0 < res["selection_share"] == pytest.approx(total)
     assert f"(selection {100 * res['selection_share']:.1f}%)" in line

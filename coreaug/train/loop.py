@@ -61,8 +61,8 @@ from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
-    "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "epoch_examples", "reselected", "steps",
-    "selection_share",
+    "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "subset_weight_max", "epoch_examples",
+    "reselected", "steps", "selection_share",
     "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
 )
 
@@ -507,6 +507,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             "epoch_time": train_time + sel_time, "wall_clock": wall0 + train_time + sel_time,
             "elapsed": elapsed0 + (time.perf_counter() - t_start),
             "subset_size": plan.subset_size if cfg.uses_subset else 0,
+            # largest γ of the current selection (mean 1): a few heavy points make SGD steps large
+            "subset_weight_max": float(state.weights.max()) if state is not None and state.weights.numel() else None,
             "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
             # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
             "selection_share": _share(sel_time, train_time),
