@@ -88,18 +88,6 @@ def _param_spec(text: str):
     return names
 
 
-def _jsonable(obj):
-    if isinstance(obj, torch.Tensor):
-        return [None if (isinstance(v, float) and not math.isfinite(v)) else v for v in obj.double().cpu().tolist()]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None  # strict JSON, as everywhere in the project: NaN and ±inf are written as null
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
 def run(args: argparse.Namespace) -> int:
     import spectra
     from coreaug.data import load_data
@@ -238,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         "conditions": results,
         "seconds": round(time.time() - t_start, 2),
     }
-    write_json_atomic(out / "spectra.json", _jsonable(report))
+    write_json_atomic(out / "spectra.json", report)  # strict JSON: tensors as lists, NaN/±inf as null
     with atomic_path(out / "spectra.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
