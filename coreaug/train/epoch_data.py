@@ -146,26 +146,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def worker_init_fn(worker_id: int) -> None:
-    """Seed numpy/random in each loader worker from torch's per-worker seed (itself from the loader generator)."""
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
 def make_loader(
     dataset: Dataset,
     *,
     batch_size: int,
     seed: int,
-    num_workers: int = 0,
     distributed: bool = False,
     rank: int = 0,
     world_size: int = 1,
     epoch: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A shuffled, seeded loader. Under DDP a :class:`DistributedSampler` (same seed on every rank) splits it."""
+    """A shuffled, seeded loader in the main process (runs with loader workers use
+    :class:`PersistentEpochLoader`). Under DDP a :class:`DistributedSampler` (same seed on every rank) splits it."""
     generator = torch.Generator()
     generator.manual_seed(seed)
     sampler = None
@@ -180,8 +173,7 @@ def make_loader(
         shuffle=sampler is None,
         sampler=sampler,
         generator=generator,
-        num_workers=num_workers,
-        worker_init_fn=worker_init_fn if num_workers > 0 else None,
+        num_workers=0,
         pin_memory=pin_memory,
         drop_last=False,
         persistent_workers=False,

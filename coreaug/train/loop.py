@@ -445,13 +445,13 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             random_main=state.random_main if state is not None else None,
             aug_weight=cfg.aug_weight,
         )
+        loader_seed = derive_seed(cfg.seed, epoch, 3) % 2**63
         if persistent is not None:  # loader workers: started once, reused every epoch
-            loader = persistent.epoch(plan, seed=derive_seed(cfg.seed, epoch, 3) % 2**63, epoch=epoch)
+            loader = persistent.epoch(plan, seed=loader_seed, epoch=epoch)
         else:
             epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
-            loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=derive_seed(cfg.seed, epoch, 3) % 2**63,
-                                 distributed=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size, epoch=epoch,
-                                 pin_memory=device.type == "cuda")
+            loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=loader_seed, distributed=ctx.enabled,
+                                 rank=ctx.rank, world_size=ctx.world_size, epoch=epoch, pin_memory=device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
