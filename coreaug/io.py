@@ -48,6 +48,10 @@ def _blocking_file(folder: Path) -> Path | None:
     return None
 
 
+def _blocked(folder: Path, blocker: Path, what: str) -> OutputError:
+    return OutputError(f"cannot create {what} {folder}: {blocker} is a file, not a folder")
+
+
 def check_output_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
     """Check, without creating anything, that ``folder`` can be created or written.
 
@@ -59,7 +63,7 @@ def check_output_dir(folder: str | os.PathLike, what: str = "output folder") -> 
     if blocker == folder:
         raise OutputError(f"{what} {folder} is a file, not a folder; choose another path")
     if blocker is not None:
-        raise OutputError(f"cannot create {what} {folder}: {blocker} is a file, not a folder")
+        raise _blocked(folder, blocker, what)
     existing = next(p for p in [folder, *folder.parents] if p.exists()) if not folder.exists() else folder
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {folder} cannot be written: permission denied on {existing}")
@@ -75,7 +79,7 @@ def make_dirs(folder: str | os.PathLike, what: str = "output folder") -> list[Pa
     except OSError as exc:
         blocker = _blocking_file(folder)
         if blocker is not None:
-            raise OutputError(f"cannot create {what} {folder}: {blocker} is a file, not a folder") from None
+            raise _blocked(folder, blocker, what) from None
         raise OutputError(f"cannot create {what} {folder}: {os_reason(exc)}") from None
     return missing
 

@@ -76,9 +76,7 @@ class RunLock:
             with contextlib.suppress(OSError):
                 os.close(self._fd)  # closing drops the flock
             self._fd = None
-        for folder in reversed(self.created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only succeeds when empty
+        self._remove_created()
 
     def __enter__(self) -> "RunLock":
         return self
@@ -124,9 +122,10 @@ class RunLock:
         self._fd = fd
 
     def _remove_created(self) -> None:
+        """Remove the folders this lock created, innermost first, where they are empty."""
         for folder in reversed(self.created):
             with contextlib.suppress(OSError):
-                folder.rmdir()
+                folder.rmdir()  # only succeeds when empty
 
 
 def _read_pid(fd: int) -> str:
