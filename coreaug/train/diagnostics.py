@@ -64,7 +64,7 @@ import spectra
 from coreaug.data.base import TensorDataset, stratified_indices
 from coreaug.device import resolve_eval_batch_size
 from coreaug.errors import ConfigError
-from coreaug.io import dumps_json, write_text_atomic
+from coreaug.io import dumps_json, strict_json_value, write_text_atomic
 from coreaug.models import last_linear
 from coreaug.select import select
 from coreaug.train.checkpoint import rng_state, set_rng_state
@@ -340,16 +340,6 @@ def probe_diagnostics(
 # ----------------------------------------------------------------------------------------------
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return [_jsonable(t) for t in v.tolist()] if v.ndim else _jsonable(v.item())
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # strict JSON, as every file the project writes (NaN/±inf → null)
-    if isinstance(v, list):
-        return [_jsonable(t) for t in v]
-    return v
-
-
 def _csv_text(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
@@ -445,7 +435,7 @@ class TrainingDiagnostics:
             row = {"epoch": epoch, **probe_diagnostics(model, self.probe, params=self.params, select_fn=pick,
                                                       random_fn=rand, batch_size=batch)}
             row["probe_indices"] = self.probe.indices
-            row = {k: _jsonable(v) for k, v in row.items()}
+            row = strict_json_value(row)  # tensors as lists, NaN/±inf as None: one row for CSV and JSONL
         row["time"] = t.elapsed  # computing only; the two small file writes below are not counted
         self.rows.append(row)
         self._write()
