@@ -22,8 +22,6 @@ average is recorded before and after. Peak memory: CPU → peak RSS above the le
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import platform
@@ -35,7 +33,7 @@ from pathlib import Path
 import torch
 
 from coreaug.device import resolve_device
-from coreaug.io import write_text_atomic
+from coreaug.io import csv_text, write_text_atomic
 from coreaug.train.config import resolve_config
 from coreaug.train.loop import train
 
@@ -123,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             r[k] = round(float(r[k]), 4)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(out / f"{args.tag}.csv", buf.getvalue())
+    write_text_atomic(out / f"{args.tag}.csv", csv_text(rows, FIELDS))
     md = [f"# Full-aug vs subset-only {100 * args.fraction:g}% on CIFAR-shaped synthetic data "
           f"({args.n_train} train images, ResNet-20, {device}{', AMP' if args.amp else ''}, "
           f"{args.threads} thread(s), {platform.node()})", "",

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import io
 import os
 import sys
 import time
@@ -47,7 +45,7 @@ from torch import nn
 from torch.func import functional_call, jacfwd, vmap
 
 from coreaug.device import resolve_device
-from coreaug.io import write_text_atomic
+from coreaug.io import csv_text, write_text_atomic
 from coreaug.models import build_model
 from coreaug.models.small import SmallCNN
 from spectra import jacobian, jacobian_loop, parameter_layout, select_parameters
@@ -343,11 +341,7 @@ def main(argv=None) -> int:
         args.repeats = 1
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {resolve_device(args.device)}")
     rows = run(args)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS)
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(args.out, buf.getvalue())
+    write_text_atomic(args.out, csv_text(rows, FIELDS))
     print(f"wrote {args.out}")
     return 0
 

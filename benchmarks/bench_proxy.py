@@ -27,8 +27,6 @@ Results: printed table + ``benchmarks/results/proxy_pass.csv`` and ``.md`` (atom
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import platform
 import sys
@@ -40,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from coreaug.data.base import TensorDataset
 from coreaug.device import resolve_device, resolve_eval_batch_size
-from coreaug.io import write_text_atomic
+from coreaug.io import csv_text, write_text_atomic
 from coreaug.models import build_model, last_linear
 from coreaug.proxies import compute_proxies, proxies_from_outputs
 
@@ -152,12 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                      "cpu_ratio_vs_best_bare": round(best_cpu[k] / best_cpu[cpu_ref], 3),
                      "peak_mem_mib": round(pm.peak / 2**20, 1) if k == "proxy_pass@auto" else "",
                      "loadavg_1m": round(load, 2)})
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_text_atomic(args.out, buf.getvalue())
+    write_text_atomic(args.out, csv_text(rows, FIELDS))
     md = [f"# Proxy pass vs bare no-grad forward (ResNet-20, {args.n} images 3x32x32, {device}, "
           f"{args.threads} thread(s), load {load:.2f}, {platform.node()})", "",
           f"Reference: the fastest bare forward ({ref_key} by wall-clock, {cpu_ref} by process CPU time). "

@@ -26,8 +26,6 @@ shared machine (the load average is recorded).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import os
 import platform
@@ -39,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from coreaug.io import write_text_atomic
+from coreaug.io import csv_text, write_text_atomic
 from coreaug.train.config import resolve_config
 from coreaug.train.loop import train
 
@@ -133,12 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         "milestones": [], "fraction": 0.1, "reselect_every": 1, "proxy_pool": f, "seed": seed})
                     rows.append({"data": f"cifar-shaped {args.cifar_n}", "proxy_pool": f, "seed": seed, **r})
                     print(rows[-1], flush=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    write_text_atomic(args.out, buf.getvalue())
+    write_text_atomic(args.out, csv_text(rows, FIELDS))
     md = ["# Proxy pool F: accuracy and time at 10% coresets (subset-only)", "",
           f"digits: `digits-quick` preset (CNN, 12 epochs, R=2), seeds {args.seeds}; cifar-shaped: synthetic "
           f"CIFAR-10-format data (template amplitude {args.cifar_signal:g}, noise {args.cifar_noise:g}), "

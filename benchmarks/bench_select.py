@@ -37,9 +37,7 @@ handed (the kernel build is part of their time too).
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
-import io
 import math
 import os
 import platform
@@ -50,7 +48,7 @@ from typing import Callable
 import torch
 
 from coreaug.device import resolve_device
-from coreaug.io import write_text_atomic
+from coreaug.io import csv_text, write_text_atomic
 from coreaug.select import facility_location, facility_location_objective
 from coreaug.select.budgets import class_budgets
 from coreaug.select.similarity import SimilarityKernel
@@ -283,11 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         vals = [str(r[h]) if r[h] != "" else "-" for h in header]
         print(" ".join(v.ljust(w) for v, w in zip(vals, widths)) + ("  " + str(r["note"]) if r["time_s"] == "" else ""))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(args.out, buf.getvalue())
+    write_text_atomic(args.out, csv_text(rows, list(rows[0].keys())))
     md = [f"Facility location on this CPU ({threads} thread(s), load {os.getloadavg()[0]:.2f} at the end; "
           "`python benchmarks/bench_select.py`). before = previous default (per-class lazy greedy), "
           "after = batched exact engine (new default). x build = wall time / build-only; x after = wall time / after; "

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import os
 import platform
 import sys
@@ -34,7 +33,7 @@ import time
 
 import torch
 
-from coreaug.io import write_text_atomic
+from coreaug.io import csv_text, write_text_atomic
 from coreaug.select import facility_location
 
 from _memory import RssHighWater
@@ -174,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
               "load1_end", "note"]
     order = {"pool": 0, "imagenet": 1, "wide": 2}
     rows = sorted(_kept_rows(args.out, cases) + rows, key=lambda r: order[_case_kind(str(r["case"]))])
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(args.out, buf.getvalue())
+    write_text_atomic(args.out, csv_text(rows, fields))
     md = [f"Large facility-location cases on this CPU ({threads} thread(s); `python benchmarks/bench_select_large.py`). "
           "Peak = peak RSS above the level before the call (input proxies excluded).", "",
           "| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]

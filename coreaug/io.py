@@ -11,6 +11,7 @@ leave one behind, and :mod:`coreaug.runlock` removes those of a run folder when 
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import io
 import json
@@ -19,7 +20,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -130,6 +131,17 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> str:
+    """CSV text (header + one line per row, ``\n`` line ends) of ``rows`` projected onto ``fieldnames``;
+    a missing key or ``None`` is an empty cell."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in fieldnames})
+    return buf.getvalue()
 
 
 def strict_json_value(obj: Any) -> Any:

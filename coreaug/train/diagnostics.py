@@ -49,8 +49,6 @@ uninterrupted run on CPU.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -64,7 +62,7 @@ import spectra
 from coreaug.data.base import TensorDataset, stratified_indices
 from coreaug.device import resolve_eval_batch_size
 from coreaug.errors import ConfigError
-from coreaug.io import dumps_json, strict_json_value, write_text_atomic
+from coreaug.io import csv_text, dumps_json, strict_json_value, write_text_atomic
 from coreaug.models import last_linear
 from coreaug.select import select
 from coreaug.train.checkpoint import rng_state, set_rng_state
@@ -340,15 +338,6 @@ def probe_diagnostics(
 # ----------------------------------------------------------------------------------------------
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
-    return buf.getvalue()
-
-
 def read_diagnostics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of ``run_dir/diagnostics.jsonl`` (empty list when absent)."""
     path = Path(run_dir) / DIAGNOSTICS_JSONL
@@ -443,4 +432,4 @@ class TrainingDiagnostics:
 
     def _write(self) -> None:
         write_text_atomic(self.out / DIAGNOSTICS_JSONL, "".join(dumps_json(r) + "\n" for r in self.rows))
-        write_text_atomic(self.out / DIAGNOSTICS_CSV, _csv_text(self.rows))
+        write_text_atomic(self.out / DIAGNOSTICS_CSV, csv_text(self.rows, CSV_FIELDS))

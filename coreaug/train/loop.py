@@ -19,8 +19,6 @@ the loss is ``mean_i(w_i · CE_i)``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -42,7 +40,7 @@ from coreaug.data import ArrayDataset, DataBundle, load_data
 from coreaug.device import default_threads, resolve_eval_batch_size, resolve_num_workers
 from coreaug.errors import CheckpointError, ConfigError, CoreaugError, DivergenceError, RunFolderBusyError
 from coreaug.hooks import pause_point
-from coreaug.io import dumps_json, write_json_atomic, write_text_atomic
+from coreaug.io import csv_text, dumps_json, write_json_atomic, write_text_atomic
 from coreaug.models import build_model
 from coreaug.runlock import acquire_run_lock, is_run_file
 from coreaug.train.checkpoint import (
@@ -216,17 +214,8 @@ def _divergence(epoch: int, value: float, rows: list[dict[str, Any]], out: Path)
                            "lower --lr, or pass --allow-nonfinite to keep training")
 
 
-def _metrics_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(METRIC_FIELDS), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k) for k in METRIC_FIELDS})
-    return buf.getvalue()
-
-
 def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
-    write_text_atomic(out / "metrics.csv", _metrics_csv(rows))
+    write_text_atomic(out / "metrics.csv", csv_text(rows, METRIC_FIELDS))
     write_text_atomic(out / "metrics.jsonl", "".join(dumps_json(r) + "\n" for r in rows))  # strict: NaN -> null
 
 
