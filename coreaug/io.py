@@ -164,6 +164,15 @@ def dumps_json(obj: Any, *, indent: int | None = None) -> str:
     return json.dumps(strict_json_value(obj), indent=indent, allow_nan=False, default=_json_default)
 
 
+def read_json_dict(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> None:
     """Serialise ``obj`` as strict JSON (:func:`dumps_json`: NaN/±inf → ``null``) and write it atomically."""
     write_text_atomic(path, dumps_json(obj, indent=indent) + "\n")

@@ -145,11 +145,9 @@ def parse_names(value: str | Sequence[Any], kind: str) -> list[str]:
 
 
 def _canonical_selector(name: str) -> str:
-    """A selector alias (e.g. ``k-center``) → its registered name, where the selector registry has one."""
-    try:
-        from coreaug.select.registry import resolve_selector
-    except ImportError:  # no registry in this version: names are canonical already
-        return name
+    """A selector alias (e.g. ``k-center``) → its registered name (unknown names are returned as given)."""
+    from coreaug.select.registry import resolve_selector
+
     try:
         return resolve_selector(name)
     except CoreaugError:
@@ -308,36 +306,16 @@ class PlannedRun:
     detail: str = ""
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 #: Files a run writes before its first checkpoint; a folder holding only these restarts cleanly.
 _PRE_CHECKPOINT_FILES = frozenset({"config.json", "metrics.csv", "metrics.jsonl"})
 
 
 def _is_run_file(name: str) -> bool:
     """False for bookkeeping that is not the run's own: the run-folder lock and stale atomic-write temp files."""
-    import re as _re
+    from coreaug.io import TEMP_FILE_PATTERN
+    from coreaug.runlock import is_run_file
 
-    try:
-        from coreaug.runlock import is_run_file
-    except ImportError:  # an older coreaug without run locks
-        def is_run_file(n: str) -> bool:
-            return True
-    try:
-        from coreaug.io import TEMP_FILE_PATTERN
-    except ImportError:
-        TEMP_FILE_PATTERN = None
-    if TEMP_FILE_PATTERN is not None and _re.fullmatch(TEMP_FILE_PATTERN, name):
-        return False
-    return is_run_file(name)
+    return is_run_file(name) and not TEMP_FILE_PATTERN.fullmatch(name)
 
 
 def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
@@ -363,13 +341,14 @@ def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
 
 def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     """Resolve the point's config and decide: run, skip (completed), resume, or conflict."""
-    from coreaug.train.checkpoint import CHECKPOINT_NAME
+    from coreaug.io import read_json_dict
+    from coreaug.train.checkpoint import CHECKPOINT_NAME, finished_results
 
     cfg = resolve_point(spec, point)
     d = out / point.name
-    res = _read_json(d / "results.json") if (d / "results.json").is_file() else None
-    if res is not None and res.get("completed"):
-        if res.get("config_hash") not in (None, cfg.hash()) and not same_config(_read_json(d / "config.json"), cfg):
+    res = finished_results(d)
+    if res is not None:
+        if res.get("config_hash") not in (None, cfg.hash()) and not same_config(read_json_dict(d / "config.json"), cfg):
             return PlannedRun(point, cfg, d, "conflict",
                               f"{d} holds a completed run of a different configuration; delete it or use another OUT")
         return PlannedRun(point, cfg, d, "skip", f"completed, final acc {res.get('final_test_acc', float('nan')):.4f}")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from coreaug.errors import CheckpointError
-from coreaug.io import load_checkpoint, save_checkpoint
+from coreaug.io import load_checkpoint, read_json_dict, save_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -69,6 +69,12 @@ def warn_if_threads_differ(state: dict[str, Any], device: torch.device | str = "
     warnings.warn(f"resuming with {now} torch threads, but the checkpoint was written with {saved}: the run "
                   f"continues, not bit-for-bit (pass --threads {saved} for identical results)", stacklevel=3)
     return True
+
+
+def finished_results(run_dir: str | Path) -> dict[str, Any] | None:
+    """``run_dir/results.json`` of a completed run, or ``None`` when it is missing, unreadable or not completed."""
+    results = read_json_dict(Path(run_dir) / "results.json")
+    return results if results is not None and results.get("completed") else None
 
 
 def read_checkpoint(run_dir: str | Path, *, config_hash: str) -> dict[str, Any]:

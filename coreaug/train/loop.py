@@ -19,7 +19,6 @@ the loss is ``mean_i(w_i · CE_i)``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -44,7 +43,8 @@ from coreaug.io import csv_text, dumps_json, write_json_atomic, write_text_atomi
 from coreaug.models import build_model
 from coreaug.runlock import acquire_run_lock, is_run_file
 from coreaug.train.checkpoint import (
-    CHECKPOINT_NAME, read_checkpoint, rng_state, set_rng_state, warn_if_threads_differ, write_checkpoint,
+    CHECKPOINT_NAME, finished_results, read_checkpoint, rng_state, set_rng_state, warn_if_threads_differ,
+    write_checkpoint,
 )
 from coreaug.train.config import TrainConfig, config_from_dict, read_config_file, validate
 from coreaug.train.distributed import (
@@ -198,15 +198,6 @@ def _check_run_dir(out: Path, resume: bool, cfg: TrainConfig, *, created: bool) 
     raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} or config.json in {out}")
 
 
-def _finished_results(out: Path) -> dict[str, Any] | None:
-    """``results.json`` of a completed run, or ``None`` when it is missing or unreadable."""
-    try:
-        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return results if isinstance(results, dict) and results.get("completed") else None
-
-
 def _divergence(epoch: int, value: float, rows: list[dict[str, Any]], out: Path) -> DivergenceError:
     kept = (f"the last good checkpoint (epoch {rows[-1]['epoch']}) is kept" if rows
             else "no checkpoint was written")
@@ -344,7 +335,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         print(f"coreaug: note: no {CHECKPOINT_NAME} in {out} (the run stopped before its first checkpoint): "
               "starting from epoch 0" + (" with its config.json" if mode == "restart" else ""), file=sys.stderr)
     if checkpoint is not None:
-        if int(checkpoint["epoch"]) >= cfg.epochs and (done := _finished_results(out)) is not None:
+        if int(checkpoint["epoch"]) >= cfg.epochs and (done := finished_results(out)) is not None:
             return done  # a finished run: nothing to do, results.json stays as it was
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
