@@ -365,6 +365,11 @@ def stats_summary_frame(runs: Sequence[dict[str, Any]], *, level: float = 0.95,
     the comparison with ``random`` at the same method and fraction (``vs_random_diff``, ``vs_random_p``:
     Welch's two-sided t-test on final accuracies over seeds; ``vs_random``: better / worse / within noise /
     n/a / reference) and ``paper`` (published headline numbers, :mod:`coreaug.paper_numbers`)."""
+    return _stats_frames(runs, level=level, alpha=alpha)[1]
+
+
+def _stats_frames(runs: Sequence[dict[str, Any]], *, level: float, alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per-run frame with selection_share, stats summary)``: the two tables of the sweep report."""
     from coreaug.paper_numbers import paper_cell
 
     df = runs_frame(runs)
@@ -398,7 +403,7 @@ def stats_summary_frame(runs: Sequence[dict[str, Any]], *, level: float = 0.95,
     summary["vs_random_p"] = ps
     summary["vs_random"] = verdicts
     summary["paper"] = paper
-    return summary
+    return df, summary
 
 
 def stats_markdown_table(summary: pd.DataFrame, *, alpha: float = NOISE_ALPHA) -> str:
@@ -493,9 +498,7 @@ def write_stats_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, l
     import matplotlib.pyplot as plt
 
     runs = [load_run(d) for d in find_runs(run_dirs)]
-    summary = stats_summary_frame(runs, level=level, alpha=alpha)
-    df = runs_frame(runs)
-    df["selection_share"] = [selection_share(r["results"]) for r in runs]
+    df, summary = _stats_frames(runs, level=level, alpha=alpha)
     out = Path(out_dir)
     paths = {"runs": out / "runs.csv", "csv": out / "summary.csv", "md": out / "summary.md",
              "png": out / "accuracy_vs_time.png", "selectors_png": out / "selector_accuracy.png"}
