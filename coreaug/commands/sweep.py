@@ -25,13 +25,11 @@ from typing import Any
 from coreaug.commands._args import int_list
 from coreaug.errors import ConfigError
 
-# flag dest -> TrainConfig field (fixed for every run of the grid)
-_OVERRIDE_FLAGS = {
-    "dataset": "dataset", "data_root": "data_root", "model": "model", "epochs": "epochs",
-    "reselect_every": "reselect_every", "lr": "lr", "batch_size": "batch_size", "milestones": "milestones",
-    "strong_aug": "strong_aug", "weak_aug": "weak_aug", "proxy": "proxy", "per_class": "per_class",
-    "device": "device", "threads": "threads", "num_workers": "num_workers", "label_noise": "label_noise",
-}
+# TrainConfig fields set by the flag of the same name, fixed for every run of the grid
+_OVERRIDE_FLAGS: tuple[str, ...] = (
+    "dataset", "data_root", "model", "epochs", "reselect_every", "lr", "batch_size", "milestones",
+    "strong_aug", "weak_aug", "proxy", "per_class", "device", "threads", "num_workers", "label_noise",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +94,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from coreaug.sweep import build_grid, describe, load_note, plan_sweep, run_sweep
 
-    overrides = {field: getattr(args, dest) for dest, field in _OVERRIDE_FLAGS.items()}
+    overrides = {field: getattr(args, field) for field in _OVERRIDE_FLAGS}
     overrides.update(_parse_set(args.set))
     spec = build_grid(args.grid, args.grid_file, preset=args.preset, config=args.config, methods=args.methods,
                       selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides)

@@ -24,19 +24,14 @@ from coreaug.train.config import (
 )
 from coreaug.train.presets import PRESETS
 
-# CLI flag dest -> TrainConfig field
-_FLAG_FIELDS = {
-    "dataset": "dataset", "model": "model", "method": "method", "selector": "selector", "fraction": "fraction",
-    "reselect_every": "reselect_every", "epochs": "epochs", "lr": "lr", "batch_size": "batch_size",
-    "strong_aug": "strong_aug", "weak_aug": "weak_aug", "aug_policy": "aug_policy", "seed": "seed",
-    "device": "device", "label_noise": "label_noise", "data_root": "data_root", "weights": "weights",
-    "proxy": "proxy", "per_class": "per_class", "aug_weight": "aug_weight", "num_workers": "num_workers",
-    "weight_decay": "weight_decay", "momentum": "momentum", "milestones": "milestones", "threads": "threads",
-    "eval_batch_size": "eval_batch_size", "proxy_pool": "proxy_pool",
-    "allow_nonfinite": "allow_nonfinite",
-    "diagnostics_every": "diagnostics_every", "diagnostics_probe": "diagnostics_probe",
-    "diagnostics_params": "diagnostics_params",
-}
+# TrainConfig fields set by the flag of the same name (flag dest == field)
+_FLAG_FIELDS: tuple[str, ...] = (
+    "dataset", "model", "method", "selector", "fraction", "reselect_every", "epochs", "lr", "batch_size",
+    "strong_aug", "weak_aug", "aug_policy", "seed", "device", "label_noise", "data_root", "weights", "proxy",
+    "per_class", "aug_weight", "num_workers", "weight_decay", "momentum", "milestones", "threads",
+    "eval_batch_size", "proxy_pool", "allow_nonfinite", "diagnostics_every", "diagnostics_probe",
+    "diagnostics_params",
+)
 
 
 def _int_or_auto(text: str) -> int | str:
@@ -127,7 +122,7 @@ def _fresh_run_dir(args: argparse.Namespace, root: Path = Path("runs")) -> Path:
 def run(args: argparse.Namespace) -> int:
     from coreaug.train.loop import train
 
-    overrides = {field: getattr(args, dest) for dest, field in _FLAG_FIELDS.items()}
+    overrides = {field: getattr(args, field) for field in _FLAG_FIELDS}
     overrides["amp"] = args.amp
     default_out = args.out is None
     if default_out:
