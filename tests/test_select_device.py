@@ -11,7 +11,9 @@ import torch
 
 from coreaug.errors import SelectionError
 from coreaug.select import facility_location, facility_location_objective, greedy_facility_location, select
-from coreaug.select.engine import build_batch, counts_from_assign, greedy_batch, plan_batches
+from coreaug.select import compiled as compiled_kernels
+from coreaug.select.engine import BLOCK, build_batch, counts_from_assign, greedy_batch, padded_size, plan_batches
+from coreaug.select.locality import locality_order
 from coreaug.select.streamed import knn_greedy, streamed_greedy
 
 
@@ -142,6 +144,53 @@ def test_one_batch_equals_one_class_at_a_time():
     assert one == each
 
 
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_compiled_and_tensor_incremental_rules_follow_the_naive_greedy(similarity):
+    # classes over several column blocks, padded, with their own budgets; clustered data, ordered
+    # by locality_order as the engine does, so that whole blocks are really skipped
+    if not compiled_kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    gen = torch.Generator().manual_seed(23)
+    feats = []
+    for n in (300, 250, 130):
+        centres = 4.0 * torch.randn(6, 3, generator=gen, dtype=torch.float64)
+        f = centres[torch.arange(n) % 6] + torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        feats.append(f[locality_order(f)])
+    budgets = [30, 25, 13]
+    batch = build_batch(feats, similarity)
+    assert batch.S.shape[1] == padded_size(300) and padded_size(300) // BLOCK >= 5
+    fast = greedy_batch(batch, budgets, compiled=True)
+    tensor = greedy_batch(batch, budgets, compiled=False)
+    sweep = greedy_batch(batch, budgets, rule="sweep")
+    # the two incremental implementations: the same state after every step, so the same output
+    assert torch.equal(fast[0], tensor[0]) and torch.equal(fast[1], tensor[1])
+    assert torch.allclose(fast[2], tensor[2], rtol=0, atol=1e-12)
+    for c, f in enumerate(feats):
+        S = sim_matrix(f, similarity)
+        k = budgets[c]
+        ref = naive_reference(S, k)
+        for out in (fast, sweep):  # sweep sums its gains in another order: equal up to ties
+            assert_same_trajectory(S, out[0][c, :k].tolist(), ref)
+        assert (fast[0][c, k:] == -1).all()
+    # the block maxima did prune: by the last step most (changed row, block) pairs lie under cur
+    n0 = feats[0].shape[0]
+    skipped = batch.block_max[0, :n0] <= fast[2][0, :n0, None]
+    assert skipped.float().mean() > 0.5
+
+
+def test_locality_order_is_a_deterministic_permutation_that_sorts_a_line():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(500, 7, generator=gen)
+    p = locality_order(x)
+    assert torch.equal(torch.sort(p).values, torch.arange(500)) and torch.equal(p, locality_order(x))
+    # points on a line, one grid cell each: the curve visits them in order (either direction)
+    t = torch.randperm(60, generator=gen).double()
+    line = t[:, None] * torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    s = t[locality_order(line)]
+    assert torch.equal(s, torch.sort(t).values) or torch.equal(s, torch.sort(t, descending=True).values)
+    assert locality_order(torch.zeros(0, 3)).numel() == 0 and locality_order(torch.ones(2, 3)).tolist() == [0, 1]
+
+
 def test_plan_batches_groups_similar_sizes_within_the_byte_budget():
     sizes = [1300, 1280, 1290, 732, 1000, 5, 1250]
     batches = plan_batches(sizes, 4, batch_bytes=4 * 1300 * 1300 * 3)
@@ -169,6 +218,9 @@ def test_build_batch_matches_the_definition():
             assert torch.allclose(b.S[c, :n, :n], ref, atol=1e-12)
             assert torch.all(b.S[c, n:] == 0) and torch.all(b.S[c, :, n:] == 0)
             assert torch.allclose(b.gains0[c, :n], ref.sum(dim=0), atol=1e-10)
+        m = b.S.shape[1]
+        assert m % BLOCK == 0 and m >= 20
+        assert torch.equal(b.block_max, b.S.view(2, m, m // BLOCK, BLOCK).amax(dim=3))
         order, _, _ = greedy_batch(b, [5, 13])
         assert order[1].tolist() != [-1] * 5 and order.shape == (2, 13) and (order[0, 5:] == -1).all()
 
@@ -181,10 +233,12 @@ def test_build_batch_into_a_dirty_workspace_equals_a_fresh_build(similarity):
     for dim in (3, 40):
         feats = [torch.randn(n, dim, generator=gen, dtype=torch.float64) for n in (31, 26, 9)]
         fresh = build_batch(feats, similarity)
-        ws = torch.full((3 * 31 * 31 + 7,), float("nan"), dtype=torch.float64)
+        m = padded_size(31)
+        ws = torch.full((3 * m * m + 7,), float("nan"), dtype=torch.float64)
         reused = build_batch(feats, similarity, workspace=ws)
         assert reused.S.data_ptr() == ws.data_ptr()
         assert torch.equal(reused.S, fresh.S) and torch.equal(reused.gains0, fresh.gains0)
+        assert torch.equal(reused.block_max, fresh.block_max)
         for c, f in enumerate(feats):
             n = f.shape[0]
             assert torch.allclose(reused.S[c, :n, :n], sim_matrix(f, similarity), atol=1e-12)

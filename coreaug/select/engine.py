@@ -32,11 +32,13 @@ from dataclasses import dataclass
 
 import torch
 
+from coreaug.select import compiled as compiled_kernels
 from coreaug.select.similarity import augmented_factors, distances_to_similarities_
 
-__all__ = ["STEP_RULES", "DenseBatch", "plan_batches", "build_batch", "greedy_batch", "default_step_rule"]
+__all__ = ["STEP_RULES", "BLOCK", "DenseBatch", "padded_size", "plan_batches", "build_batch", "greedy_batch", "default_step_rule"]
 
 STEP_RULES: tuple[str, ...] = ("incremental", "sweep")
+BLOCK = 64  # column-block width of the block maxima (incremental rule: blocks under lo are skipped)
 _TILE_BYTES = 1 << 20  # row blocks of about 1 MiB stay in L2 while the transform runs on them
 
 
@@ -50,7 +52,7 @@ def plan_batches(sizes: list[int], itemsize: int, batch_bytes: int, min_fill: fl
 
     Classes are taken largest first; a batch's padded size ``m`` is its first (largest) class and
     a class joins while it is at least ``min_fill · m`` points and the padded tensor
-    ``(C + 1) · m² · itemsize`` stays within ``batch_bytes`` (a class larger than ``batch_bytes``
+    ``(C + 1) · m'² · itemsize`` (``m'`` = :func:`padded_size` of ``m``) stays within ``batch_bytes`` (a class larger than ``batch_bytes``
     on its own gets a batch of one). Deterministic.
     """
     order = sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))
@@ -58,7 +60,7 @@ def plan_batches(sizes: list[int], itemsize: int, batch_bytes: int, min_fill: fl
     cur: list[int] = []
     m = 0
     for c in order:
-        if cur and sizes[c] >= min_fill * m and (len(cur) + 1) * m * m * itemsize <= batch_bytes:
+        if cur and sizes[c] >= min_fill * m and (len(cur) + 1) * padded_size(m) ** 2 * itemsize <= batch_bytes:
             cur.append(c)
             continue
         if cur:
@@ -74,12 +76,15 @@ class DenseBatch:
     """Stacked similarity matrices of ``C`` classes padded to ``m`` points.
 
     ``S[c, i, j]`` = similarity of point ``i`` to candidate ``j`` in class ``c`` (0 where either is
-    padding); ``sizes[c]`` valid points come first; ``gains0[c, j] = Σ_i S[c, i, j]`` (float64).
+    padding); ``sizes[c]`` valid points come first; ``gains0[c, j] = Σ_i S[c, i, j]`` (float64);
+    ``m`` is a multiple of :data:`BLOCK` and ``block_max[c, i, b]`` is the maximum of row ``i``
+    over columns ``b·BLOCK … (b+1)·BLOCK − 1``.
     """
 
     S: torch.Tensor
     sizes: torch.Tensor  # (C,) long, on S.device
     gains0: torch.Tensor  # (C, m) float64
+    block_max: torch.Tensor  # (C, m, m // BLOCK): max of S[c, i, b·BLOCK:(b+1)·BLOCK]
 
     @property
     def valid(self) -> torch.Tensor:
@@ -87,13 +92,20 @@ class DenseBatch:
         return torch.arange(m, device=self.S.device)[None, :] < self.sizes[:, None]
 
 
+def padded_size(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`BLOCK` (the engine's padded class size)."""
+    return -(-int(n) // BLOCK) * BLOCK
+
+
 def build_batch(feats: list[torch.Tensor], similarity: str, *, workspace: torch.Tensor | None = None) -> DenseBatch:
     """Dense per-class similarity matrices of the ground sets ``feats`` (each ``(n_c, d)``), stacked.
 
     Each matrix is built in row blocks of about 1 MiB (4 MiB for features of 32 or more dimensions,
-    where the matmul's per-call packing would otherwise dominate): one matmul of augmented vectors gives the
-    squared distances, the transform (``sqrt``, then ``exp(−d/D)`` or ``M − d``) runs on the block
-    while it is in cache, and the column sums (the first greedy gains) are accumulated there too.
+    where the matmul's per-call packing would otherwise dominate): one matmul of augmented vectors
+    gives the squared distances, the transform (``sqrt``, then ``exp(−d/D)`` or ``M − d``) runs on
+    the block while it is in cache, and the column sums (the first greedy gains) and the per-block
+    row maxima are taken there too. Classes are padded to ``m`` = the largest size rounded up to
+    a multiple of :data:`BLOCK`; padded rows and columns are 0.
 
     ``workspace``: an optional 1-D tensor (same dtype and device, at least ``C·m²`` elements) that
     the stacked matrices are written into. Reusing one workspace for every batch of a reselection
@@ -103,57 +115,61 @@ def build_batch(feats: list[torch.Tensor], similarity: str, *, workspace: torch.
     x0 = feats[0]
     dev, dtype = x0.device, x0.dtype
     sizes = [int(f.shape[0]) for f in feats]
-    C, m = len(feats), max(sizes)
+    C, m = len(feats), padded_size(max(sizes))
+    nb = m // BLOCK
     if workspace is None:
         S = torch.empty((C, m, m), dtype=dtype, device=dev)
     else:
         if workspace.dtype != dtype or workspace.device != dev or workspace.numel() < C * m * m:
             raise ValueError(f"workspace must hold {C * m * m} {dtype} elements on {dev}")
         S = workspace[: C * m * m].view(C, m, m)
-    if min(sizes) < m:  # padding rows/columns are similarity 0 (never cover, never picked)
-        for c, n in enumerate(sizes):
-            if n < m:
-                S[c, n:].zero_()
-                S[c, :n, n:].zero_()
+    block_max = torch.empty((C, m, nb), dtype=dtype, device=dev)
     gains0 = torch.zeros((C, m), dtype=torch.float64, device=dev)
     itemsize = torch.finfo(dtype).bits // 8
-    tile = None  # a padded class (n < m) is built in a cached tile, then copied into its rows
     for c, f in enumerate(feats):
         n = sizes[c]
+        S[c, n:].zero_()  # padding rows: similarity 0 (never cover, never picked)
+        block_max[c, n:].zero_()
         left, right_t = augmented_factors(f)
+        if n < m:  # padding columns: the matmul writes garbage there, zeroed after the transform
+            right_t = torch.cat([right_t, right_t.new_zeros(right_t.shape[0], m - n)], dim=1)
         # wider features: larger tiles, so the matmul's packing of right_t (D + 2 rows) is amortised
         tile_bytes = _TILE_BYTES if f.shape[1] < 32 else 4 * _TILE_BYTES
-        step = max(1, tile_bytes // max(1, n * itemsize))
-        Sc = S[c, :n, :n]  # rows of stride m: contiguous when n == m
-        if n != m and (tile is None or tile.numel() < step * n):
-            tile = torch.empty(step * n, dtype=dtype, device=dev)
-        colsum = torch.zeros(n, dtype=torch.float64, device=dev)
+        step = max(1, tile_bytes // (m * itemsize))
+        colsum = torch.zeros(m, dtype=torch.float64, device=dev)
         dmax = torch.zeros((), dtype=dtype, device=dev)
+
+        def finish_(blk: torch.Tensor, a: int, b: int) -> None:
+            if n < m:
+                blk[:, n:].zero_()
+            colsum.add_(blk.sum(dim=0))
+            torch.amax(blk.view(b - a, nb, BLOCK), dim=2, out=block_max[c, a:b])
+
         for a in range(0, n, step):
             b = min(n, a + step)
-            dst = Sc[a:b] if n == m else tile[: (b - a) * n].view(b - a, n)
-            blk = torch.mm(left[a:b], right_t, out=dst)
+            blk = torch.mm(left[a:b], right_t, out=S[c, a:b])  # contiguous rows of the padded matrix
             blk.clamp_min_(0.0).sqrt_()
-            blk.view(-1)[a :: n + 1][: b - a] = 0.0  # exact self-distance: entries (r, a + r)
+            blk.view(-1)[a :: m + 1][: b - a] = 0.0  # exact self-distance: entries (r, a + r)
             if similarity == "exp":
                 distances_to_similarities_(blk, "exp", dim=f.shape[1])
-                colsum += blk.sum(dim=0)
-            else:
+                finish_(blk, a, b)
+            else:  # padding columns hold distance 0 here: they never raise the maximum
                 dmax = torch.maximum(dmax, blk.max())
-            if n != m:
-                Sc[a:b].copy_(blk)
         if similarity == "maxdist":  # needs the class's max distance first: s = M − d
-            M = dmax
             for a in range(0, n, step):
                 b = min(n, a + step)
-                blk = Sc[a:b].neg_().add_(M)
-                colsum += blk.sum(dim=0)
-        gains0[c, :n] = colsum
-    return DenseBatch(S=S, sizes=torch.tensor(sizes, dtype=torch.long, device=dev), gains0=gains0)
+                finish_(S[c, a:b].neg_().add_(dmax), a, b)
+        gains0[c] = colsum
+    return DenseBatch(S=S, sizes=torch.tensor(sizes, dtype=torch.long, device=dev), gains0=gains0, block_max=block_max)
 
 
 def greedy_batch(
-    batch: DenseBatch, budgets: list[int], *, rule: str = "incremental", chunk_bytes: int = 64 << 20
+    batch: DenseBatch,
+    budgets: list[int],
+    *,
+    rule: str = "incremental",
+    chunk_bytes: int = 64 << 20,
+    compiled: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run exact greedy on every class of ``batch`` at once, each to its own budget.
 
@@ -161,8 +177,19 @@ def greedy_batch(
     ``-1``), ``assign`` ``(C, m)`` long (position in ``order`` of each point's most similar pick,
     ties → the earlier pick; padding → 0) and ``cur`` ``(C, m)`` (each point's coverage). All on
     the batch's device.
+
+    ``compiled``: run the incremental rule as the compiled per-class loop of
+    :mod:`coreaug.select.compiled` (``None``: whenever the batch is on the CPU and numba is
+    installed; ``False``: always the tensor loop below, as on CUDA).
     """
     S = batch.S
+    if compiled is None:
+        compiled = rule == "incremental" and S.device.type == "cpu" and compiled_kernels.AVAILABLE
+    if compiled:
+        if rule != "incremental" or S.device.type != "cpu":
+            raise ValueError("the compiled greedy runs the incremental rule on CPU tensors only")
+        sizes = [int(v) for v in batch.sizes.tolist()]
+        return compiled_kernels.greedy_batch_compiled(S, batch.block_max, sizes, batch.gains0, budgets, BLOCK)
     C, m, _ = S.shape
     dev = S.device
     kvec = torch.tensor(budgets, dtype=torch.long, device=dev)
@@ -175,13 +202,18 @@ def greedy_batch(
     rows_c = torch.arange(C, device=dev)
     itemsize = S.element_size()
     flat = S.view(C * m, m)
-    # row blocks of about 1 MiB: the update's op chain then runs on L2-resident data, and the
-    # float32 block sums (≤ a few hundred terms) are accumulated into the float64 gains
-    blk_rows = max(1, min(m, _TILE_BYTES // (m * itemsize)))
+    # pieces of about 1 MiB: the update's op chain then runs on L2-resident data, and the
+    # float32 chunk sums are accumulated into the float64 gains
     full_rows = max(1, min(m, _TILE_BYTES // (C * m * itemsize)))
     n_valid = int(batch.sizes.sum())
     if rule == "incremental":
-        buf = torch.empty((blk_rows, m), dtype=S.dtype, device=dev)
+        nb = m // BLOCK
+        pieces = S.view(C * m * nb, BLOCK)
+        bmax_f = batch.block_max.view(C * m, nb)
+        chunk_pieces = max(1, _TILE_BYTES // (BLOCK * itemsize))
+        pbuf = torch.empty((chunk_pieces, BLOCK), dtype=S.dtype, device=dev)
+        pbuf64 = torch.empty((chunk_pieces, BLOCK), dtype=torch.float64, device=dev)
+        g_blocks = g.view(C * nb, BLOCK)
         fbuf = torch.empty((C, full_rows, m), dtype=S.dtype, device=dev)
     elif rule == "sweep":
         sweep_rows = max(1, min(m, int(chunk_bytes // (C * m * itemsize))))
@@ -191,8 +223,6 @@ def greedy_batch(
         raise ValueError(f"unknown step rule {rule!r}")
     cur_f, assign_f, g_f = cur.view(-1), assign.view(-1), g.view(-1)
     base = rows_c * m
-    flush_rows = max(256, 4 * C)  # float32 per-class sums are flushed into the float64 gains this often
-    delta = torch.zeros((C, m), dtype=S.dtype, device=dev) if C > 1 else None
     kmin = int(min(budgets))
     for t in range(kmax):
         p = torch.argmax(g, dim=1)  # first index on ties, like naive greedy
@@ -228,22 +258,20 @@ def greedy_batch(
                 lo = cur_f.index_select(0, src)
                 hi = col.view(-1).index_select(0, src)
                 width = hi - lo
-                cls = torch.div(src, m, rounding_mode="floor") if C > 1 else src
-                pending = 0
-                for a in range(0, n_changed, blk_rows):
-                    b = min(n_changed, a + blk_rows)
-                    rows = torch.index_select(flat, 0, src[a:b], out=buf[: b - a])
-                    rows.sub_(lo[a:b, None]).clamp_min_(0.0)
-                    torch.minimum(rows, width[a:b, None], out=rows)
-                    if delta is None:
-                        g_f.sub_(rows.sum(dim=0))
-                        continue
-                    delta.index_add_(0, cls[a:b], rows)
-                    pending += b - a
-                    if pending >= flush_rows or b == n_changed:
-                        g.sub_(delta)
-                        delta.zero_()
-                        pending = 0
+                # only column blocks whose maximum exceeds lo_i can contribute (relu(s − lo_i) = 0
+                # elsewhere): (changed row, block) pairs, then those 64-wide row pieces
+                live = torch.nonzero(bmax_f.index_select(0, src) > lo[:, None])
+                r, blk = live[:, 0], live[:, 1]
+                piece = src.index_select(0, r) * nb + blk  # row of the (C·m·nb, BLOCK) view of S
+                dest = blk if C == 1 else torch.div(src.index_select(0, r), m, rounding_mode="floor") * nb + blk
+                lo_r, w_r = lo.index_select(0, r)[:, None], width.index_select(0, r)[:, None]
+                for a in range(0, int(piece.numel()), chunk_pieces):
+                    b = min(int(piece.numel()), a + chunk_pieces)
+                    vals = torch.index_select(pieces, 0, piece[a:b], out=pbuf[: b - a])
+                    vals.sub_(lo_r[a:b]).clamp_min_(0.0)
+                    torch.minimum(vals, w_r[a:b], out=vals)
+                    # Δ(j) −= contribution, accumulated in float64 (no float32 partial sums)
+                    g_blocks.index_add_(0, dest[a:b], pbuf64[: b - a].copy_(vals), alpha=-1.0)
             if 2 * n_changed > n_valid:
                 cur.copy_(torch.where(changed, col, cur))
                 assign.masked_fill_(changed, t)

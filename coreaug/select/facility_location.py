@@ -48,7 +48,16 @@ from coreaug.device import resolve_device
 from coreaug.errors import SelectionError
 from coreaug.select.base import Selection, as_features, as_labels, classes_and_members, resolve_total_budget
 from coreaug.select.budgets import PER_CLASS_MODES, check_explicit_budgets, class_budgets
-from coreaug.select.engine import build_batch, counts_from_assign, default_step_rule, greedy_batch, plan_batches
+from coreaug.select.engine import (
+    build_batch,
+    counts_from_assign,
+    default_step_rule,
+    greedy_batch,
+    padded_size,
+    plan_batches,
+)
+from coreaug.select import compiled as compiled_kernels
+from coreaug.select.locality import locality_order
 from coreaug.select.similarity import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MEMORY_BUDGET,
@@ -431,13 +440,23 @@ def _engine_classes(
     todo = [c for c, k in enumerate(budgets) if k > 0]
     dense = [c for c in todo if knn is None and int(members[c].numel()) ** 2 * itemsize <= memory_budget]
     sizes = [int(members[c].numel()) for c in dense]
-    groups = plan_batches(sizes, itemsize, batch_bytes)
+    if rule == "incremental" and dev.type == "cpu" and compiled_kernels.AVAILABLE:
+        # the compiled greedy runs class by class anyway: one class per batch keeps memory at one
+        # class's matrix and each matrix warm in cache between its build and its greedy
+        groups = [[i] for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))]
+    else:
+        groups = plan_batches(sizes, itemsize, batch_bytes)
     # one workspace for every batch: the largest (C, m, m) of the plan, page-faulted once
-    need = max((len(g) * max(sizes[i] for i in g) ** 2 for g in groups), default=0)
+    need = max((len(g) * padded_size(max(sizes[i] for i in g)) ** 2 for g in groups), default=0)
     workspace = torch.empty(need, dtype=x.dtype, device=dev) if len(groups) > 1 else None
     for group in groups:
         cls = [dense[g] for g in group]
-        batch = build_batch([x.index_select(0, members[c].to(dev)) for c in cls], similarity, workspace=workspace)
+        feats = [x.index_select(0, members[c].to(dev)) for c in cls]
+        # incremental rule: nearby points at nearby positions, so it can skip whole column blocks
+        perms = [locality_order(f) for f in feats] if rule == "incremental" else None
+        if perms is not None:
+            feats = [f.index_select(0, p) for f, p in zip(feats, perms)]
+        batch = build_batch(feats, similarity, workspace=workspace)
         ks = [budgets[c] for c in cls]
         with cpu_threads(threads, dev):
             order, assign, cur = greedy_batch(batch, ks, rule=rule, chunk_bytes=chunk_bytes)
@@ -447,7 +466,10 @@ def _engine_classes(
         del batch
         order, counts, objs = order.cpu(), counts.cpu(), objs.tolist()  # one transfer per batch
         for i, c in enumerate(cls):
-            out[c] = (order[i, : ks[i]].clone(), counts[i, : ks[i]].clone(), float(objs[i]))
+            picks = order[i, : ks[i]].clone()
+            if perms is not None:  # back to positions in the class's member list
+                picks = perms[i].cpu().index_select(0, picks)
+            out[c] = (picks, counts[i, : ks[i]].clone(), float(objs[i]))
     for c in todo:
         if out[c] is not None:
             continue
