@@ -226,6 +226,22 @@ def test_build_batch_matches_the_definition():
 
 
 @pytest.mark.parametrize("similarity", ["exp", "maxdist"])
+def test_build_batch_over_many_row_tiles_matches_the_definition(similarity):
+    # classes of many row tiles and column blocks, one padded past a block edge
+    gen = torch.Generator().manual_seed(29)
+    feats = [torch.randn(n, 3, generator=gen, dtype=torch.float64) for n in (1100, 530)]
+    b = build_batch(feats, similarity)
+    m = b.S.shape[1]
+    for c, f in enumerate(feats):
+        n = f.shape[0]
+        ref = sim_matrix(f, similarity)
+        assert torch.allclose(b.S[c, :n, :n], ref, atol=1e-12)
+        assert torch.all(b.S[c, n:] == 0) and torch.all(b.S[c, :, n:] == 0)
+        assert torch.allclose(b.gains0[c, :n], ref.sum(dim=0), atol=1e-9)
+    assert torch.equal(b.block_max, b.S.view(2, m, m // BLOCK, BLOCK).amax(dim=3))
+
+
+@pytest.mark.parametrize("similarity", ["exp", "maxdist"])
 def test_build_batch_into_a_dirty_workspace_equals_a_fresh_build(similarity):
     # a reused workspace still holds the previous batch: padding must be re-zeroed, tiles of padded
     # classes copied into rows of stride m, wide features (larger tiles) built the same way

@@ -26,8 +26,10 @@ like the official code):
 and the engine used by default (``"auto"``), exact like naive/lazy but batched over classes and run
 on the features' device (:mod:`coreaug.select.engine`, :mod:`coreaug.select.streamed`):
 
-* ``"incremental"``: classes of similar size stacked into one padded ``(C, m, m)`` tensor, gains
-  updated only where coverage changed (``Σ_t |D_t| ≈ 4–5 n`` rows per run); the CPU default.
+* ``"incremental"``: gains updated only where coverage changed, reading only the column blocks
+  that can still contribute (points in a locality order, block maxima from the build); on CPU a
+  compiled loop per class (numba), elsewhere classes of similar size stacked into one padded
+  ``(C, m, m)`` tensor and stepped together; the CPU default.
 * ``"sweep"``: the same batches, gains recomputed from the coverage every step with no host sync
   inside the loop; the CUDA default.
 * a class whose dense matrix exceeds ``memory_budget`` (e.g. ``per_class="none"`` on a large set,
@@ -309,8 +311,9 @@ def facility_location(
         threads: CPU intra-op threads inside the greedy loops (default 1, restored afterwards; see
             :func:`cpu_threads` for why); similarity building and the naive greedy keep torch's
             setting (they are large, threadable ops). ``None``: never touch it.
-        batch_bytes: engine only — classes of similar size are stacked while their padded
-            ``(C, m, m)`` similarity tensor fits this many bytes (``None``: 256 MiB on CPU; on CUDA
+        batch_bytes: engine only, off the compiled CPU path (which builds one class at a time) —
+            classes of similar size are stacked while their padded ``(C, m, m)`` similarity tensor
+            fits this many bytes (``None``: 256 MiB on CPU; on CUDA
             a quarter of the free GPU memory, at most 8 GiB; a single class may take up to
             ``memory_budget``). Larger → fewer, bigger tensor ops per step.
         knn: engine only — if set, replace the similarity by its sparse ``knn``-nearest-neighbour
@@ -330,10 +333,13 @@ def facility_location(
             outside (0, 1], a budget larger than n or than a class, an empty class, unknown options.
 
     Cost: per class, building similarities ``O(n_c² d)``; the default engine's incremental greedy
-    ``O(Σ_t |D_t| · n_c)`` with ``Σ_t |D_t| ≈ 4–5 n_c`` (sweep: ``O(k_c n_c²)``, on the GPU); lazy
-    greedy ``O(E · n_c)`` for ``E`` row evaluations (measured ≈ 50–100 per pick at k/n = 10%, ≈ 500
-    at k/n = 1%); naive ``O(k_c n_c²)``. Peak memory: the dense batch (``batch_bytes``, or
-    ``4 n_c²`` bytes for one large class); a class over ``memory_budget`` streams with ``O(n_c)``
+    one pass over the matrix for the first pick, then ``≈ 1 n_c²`` entries in all for the rest
+    (measured at 10% budgets; ``O(Σ_t |D_t| · n_c)`` at worst, ``Σ_t |D_t| ≈ 4–5 n_c``) plus
+    ``O(k_c n_c)`` per-step scans (sweep: ``O(k_c n_c²)``, on the GPU); lazy greedy ``O(E · n_c)``
+    for ``E`` row evaluations (measured ≈ 50–100 per pick at k/n = 10%, ≈ 500 at k/n = 1%); naive
+    ``O(k_c n_c²)``. Peak memory: on CPU one class's matrix (``4 m²`` bytes, ``m`` = ``n_c`` rounded
+    up to 64) plus ``m²/16`` bytes of block maxima; elsewhere the dense batch (``batch_bytes``, or
+    one large class); a class over ``memory_budget`` streams with ``O(n_c)``
     memory and ``≈ 5`` passes of ``O(n_c² d)``. Measured: ``benchmarks/results/select.md`` and
     ``select_large.md``.
 

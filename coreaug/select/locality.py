@@ -33,18 +33,21 @@ def _spread_table(dims: int, bits: int, device: torch.device) -> torch.Tensor:
     return out
 
 
-def locality_order(x: torch.Tensor, *, dims: int = 4, bits: int = 8) -> torch.Tensor:
+def locality_order(x: torch.Tensor, *, dims: int = 4, bits: int = 8, sketch_dim: int = 16) -> torch.Tensor:
     """Permutation of the rows of ``x`` along a Z-order curve over its top ``dims`` principal components.
 
     Args:
         x: ``(n, d)`` points.
         dims: principal components used (fewer if ``d`` or ``n`` is smaller).
         bits: grid resolution per component (``dims · bits ≤ 62``).
+        sketch_dim: points of more dimensions are first projected to this many by a fixed
+            Gaussian matrix, so the eigendecomposition stays ``sketch_dim × sketch_dim``.
 
     Returns:
         ``perm`` (``(n,)`` long, on ``x.device``): ``x[perm]`` is the ordered set. Deterministic for
-        fixed inputs (ties in the curve key keep the original order). Cost: one ``d × d``
-        covariance and eigendecomposition, an ``n × dims`` projection and one sort.
+        fixed inputs (ties in the curve key keep the original order). Cost: an ``n × d × 16``
+        sketch (``d > 16``), one ``16 × 16`` covariance and eigendecomposition, an ``n × dims``
+        projection and one sort.
     """
     n, d = int(x.shape[0]), int(x.shape[1])
     dev = x.device
@@ -53,7 +56,11 @@ def locality_order(x: torch.Tensor, *, dims: int = 4, bits: int = 8) -> torch.Te
         return torch.arange(n, device=dev)
     if q * bits > 62:
         raise ValueError(f"dims · bits must be at most 62, got {q} · {bits}")
-    z = x.double()
+    z = x
+    if d > sketch_dim:  # a fixed random projection keeps distances roughly (Johnson–Lindenstrauss)
+        gen = torch.Generator().manual_seed(0)
+        z = z @ torch.randn(d, sketch_dim, generator=gen).to(device=dev, dtype=z.dtype)
+    z = z.double()
     z = z - z.mean(dim=0, keepdim=True)
     _, vecs = torch.linalg.eigh(z.T @ z)  # ascending eigenvalues: the last q columns are the top
     proj = z @ vecs[:, -q:]
