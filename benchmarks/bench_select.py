@@ -1,5 +1,5 @@
 """Facility-location speed and quality, before/after: the previous default (per-class lazy greedy,
-kept as ``greedy="lazy"``) vs the batched exact engine (``greedy="auto"``, the new default), the
+kept as ``greedy="lazy"``) vs the exact engine (``greedy="auto"``, the default), its tensor loop, the
 bare similarity build, stochastic/naive greedy, submodlib and apricot.
 
 Every optimiser maximises the same per-class objective F(S) = Σ_i max_{j∈S} s_ij with the official

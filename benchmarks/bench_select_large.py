@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         x, y = imagenet_proxies(args.imagenet_classes, 1000, args.sketch)
         case = f"imagenet-shaped {x.shape[0]} pts, {args.imagenet_classes} cls, {args.sketch}d sketch"
         print(f"\n== {case}", flush=True)
-        res = run("exact (batched engine, auto)", lambda: facility_location(x, y, args.fraction))
-        add(case, "exact batched", res, "full case, measured")
+        res = run("exact (engine, auto)", lambda: facility_location(x, y, args.fraction))
+        add(case, "exact engine", res, "full case, measured")
         del x, y
     if "wide" in cases:
         x, y = imagenet_proxies(args.wide_classes, 1000, None)
@@ -157,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         case = (f"imagenet-shaped {x.shape[0]} pts, 1000 cls, 1000d (unsketched)" if full
                 else f"imagenet-shaped 1000d, first {args.wide_classes} cls ({x.shape[0]} pts)")
         print(f"\n== {case}", flush=True)
-        res = run("exact (batched engine, auto)", lambda: facility_location(x, y, args.fraction))
-        add(case, "exact batched", res, "full case, measured; plus the 5.1 GB input proxies" if full
+        res = run("exact (engine, auto)", lambda: facility_location(x, y, args.fraction))
+        add(case, "exact engine", res, "full case, measured; plus the 5.1 GB input proxies" if full
             else "measured on this subset")
         if not full:
             scale = 1000 / args.wide_classes
             ext = {**res, "time_s": round(res["time_s"] * scale, 1), "cpu_s": round(res["cpu_s"] * scale, 1),
                    "objective": "", "picks": ""}
-            add(f"imagenet-shaped 1000d, 1000 cls (EXTRAPOLATED x{scale:g})", "exact batched", ext,
+            add(f"imagenet-shaped 1000d, 1000 cls (EXTRAPOLATED x{scale:g})", "exact engine", ext,
                 "NOT measured: time x classes ratio; peak memory is per batch so it does not grow, "
                 "plus the 5.1 GB proxies themselves")
         del x, y

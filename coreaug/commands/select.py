@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", default="proportional", choices=PER_CLASS_MODES,
                         help="per-class budgets (default: proportional)")
     parser.add_argument("--greedy", default="auto", choices=GREEDY_METHODS,
-                        help="coreset optimiser (default: auto = batched exact engine on the device, streamed for huge classes)")
+                        help="coreset optimiser (default: auto = the exact engine on the device: compiled incremental greedy on CPU, batched sweep on CUDA; streamed for huge classes)")
     parser.add_argument("--similarity", default="exp", choices=SIMILARITIES,
                         help="exp: exp(-dist/d) (official); maxdist: max dist - dist (CRAIG)")
     parser.add_argument("--proxy", default="bias", choices=("bias", "weight"), help="gradient proxy (default: bias)")

@@ -21,34 +21,35 @@ Compiled on first use and cached on disk by numba (a few seconds once per enviro
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+
 import numpy as np
 import torch
 
-try:  # numba is a dependency; without it the engine falls back to its tensor loop
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
-
 __all__ = ["AVAILABLE", "greedy_batch_compiled"]
 
-AVAILABLE = numba is not None
+# numba is a dependency; without it the engine falls back to its tensor loop. It is imported on
+# first use only (≈ 0.3 s), so that importing coreaug stays as fast as torch allows.
+AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
-def _njit(fn):
-    return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
+@functools.cache
+def _compiled_greedy():
+    """The compiled kernels, built once per process (numba's on-disk cache makes it quick)."""
+    import numba
+
+    global _subtract_contributions  # _greedy_class must see the compiled callee when it compiles
+    # fastmath: min/max without NaN semantics, so LLVM can vectorise the inner loop
+    _subtract_contributions = numba.njit(cache=True, nogil=True, fastmath=True)(_subtract_contributions)
+    return numba.njit(cache=True, nogil=True)(_greedy_class)
 
 
-def _njit_fast(fn):  # min/max without NaN semantics: lets LLVM vectorise the inner loop
-    return numba.njit(cache=True, nogil=True, fastmath=True)(fn) if AVAILABLE else fn
-
-
-@_njit_fast
 def _subtract_contributions(row, a, e, lo, w, zero, g):  # pragma: no cover - compiled
     for j in range(a, e):
         g[j] -= min(max(row[j] - lo, zero), w)
 
 
-@_njit
 def _greedy_class(S, block_max, n, k, block, zero, g, order, assign, cur):  # pragma: no cover - compiled
     nblk = (n + block - 1) // block
     for i in range(n):
@@ -97,6 +98,7 @@ def greedy_batch_compiled(
     """
     if not AVAILABLE:
         raise RuntimeError("numba is not installed")
+    greedy_class = _compiled_greedy()
     C, m, _ = S.shape
     kmax = int(max(budgets))
     order = torch.full((C, kmax), -1, dtype=torch.long)
@@ -110,5 +112,5 @@ def greedy_batch_compiled(
         n, k = int(sizes[c]), int(budgets[c])
         if k == 0:
             continue
-        _greedy_class(S_np[c], bm_np[c], n, k, int(block), zero, g_np[c], order_np[c], assign_np[c], cur_np[c])
+        greedy_class(S_np[c], bm_np[c], n, k, int(block), zero, g_np[c], order_np[c], assign_np[c], cur_np[c])
     return order, assign, cur

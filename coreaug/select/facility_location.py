@@ -290,8 +290,8 @@ def facility_location(
         per_class: ``"proportional"`` (default; exact total, ≥ 1 per class when B allows),
             ``"equal"`` (exact total, even split), ``"equal-ceil"`` (official ``ceil(B/C)``; the
             total may exceed B), or ``"none"`` (one pool). See :mod:`coreaug.select.budgets`.
-        greedy: ``"auto"`` (default: the batched exact engine on ``device`` — ``"incremental"`` on
-            CPU, ``"sweep"`` on CUDA — and the streamed exact greedy for classes over
+        greedy: ``"auto"`` (default: the exact engine on ``device`` — ``"incremental"`` on CPU,
+            compiled, ``"sweep"`` on CUDA, batched over classes — and the streamed exact greedy for classes over
             ``memory_budget``), ``"incremental"``, ``"sweep"``, or the per-class loops ``"lazy"``
             (the previous default, same picks up to ties), ``"naive"`` (reference, ``O(k n²)``) and
             ``"stochastic"`` (these three loop over classes in Python and sync every step).
