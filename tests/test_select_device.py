@@ -178,6 +178,24 @@ def test_compiled_and_tensor_incremental_rules_follow_the_naive_greedy(similarit
     assert skipped.float().mean() > 0.5
 
 
+def test_cpu_default_runs_the_compiled_greedy_and_the_tensor_loop_is_its_fallback(monkeypatch):
+    if not compiled_kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    gen = torch.Generator().manual_seed(31)
+    x = torch.randn(400, 5, generator=gen, dtype=torch.float64)
+    y = torch.arange(400) % 3
+    calls = []
+    real = compiled_kernels.greedy_batch_compiled
+    monkeypatch.setattr(compiled_kernels, "greedy_batch_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = facility_location(x, y, 0.1, dtype=torch.float64)
+    assert len(calls) == 3  # one class per batch on the compiled path
+    monkeypatch.setattr(compiled_kernels, "AVAILABLE", False)  # as without numba
+    slow = facility_location(x, y, 0.1, dtype=torch.float64)
+    assert len(calls) == 3
+    assert torch.equal(fast.indices, slow.indices) and torch.equal(fast.weights, slow.weights)
+    assert fast.info["objective"] == pytest.approx(slow.info["objective"], rel=1e-12)
+
+
 def test_locality_order_is_a_deterministic_permutation_that_sorts_a_line():
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(500, 7, generator=gen)

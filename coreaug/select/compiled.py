@@ -39,10 +39,16 @@ def _compiled_greedy():
     """The compiled kernels, built once per process (numba's on-disk cache makes it quick)."""
     import numba
 
+    def jit(fn, **flags):
+        try:
+            return numba.njit(cache=True, nogil=True, **flags)(fn)
+        except RuntimeError:  # no writable cache location (read-only install and home): compile per process
+            return numba.njit(cache=False, nogil=True, **flags)(fn)
+
     global _subtract_contributions  # _greedy_class must see the compiled callee when it compiles
     # fastmath: min/max without NaN semantics, so LLVM can vectorise the inner loop
-    _subtract_contributions = numba.njit(cache=True, nogil=True, fastmath=True)(_subtract_contributions)
-    return numba.njit(cache=True, nogil=True)(_greedy_class)
+    _subtract_contributions = jit(_subtract_contributions, fastmath=True)
+    return jit(_greedy_class)
 
 
 def _subtract_contributions(row, a, e, lo, w, zero, g):  # pragma: no cover - compiled
