@@ -40,11 +40,20 @@ import torch
 from coreaug.select import compiled as compiled_kernels
 from coreaug.select.similarity import augmented_factors, distances_to_similarities_
 
-__all__ = ["STEP_RULES", "BLOCK", "DenseBatch", "padded_size", "plan_batches", "build_batch", "greedy_batch", "default_step_rule"]
+__all__ = [
+    "STEP_RULES",
+    "BLOCK",
+    "DenseBatch",
+    "padded_size",
+    "plan_batches",
+    "build_batch",
+    "greedy_batch",
+    "default_step_rule",
+]
 
 STEP_RULES: tuple[str, ...] = ("incremental", "sweep")
 BLOCK = 64  # column-block width of the block maxima (incremental rule: blocks under lo are skipped)
-_TILE_BYTES = 1 << 20
+_TILE_BYTES = 1 << 20  # row blocks of about 1 MiB stay in L2 while the transform runs on them
 
 
 def default_step_rule(device: torch.device) -> str:
@@ -57,8 +66,9 @@ def plan_batches(sizes: list[int], itemsize: int, batch_bytes: int, min_fill: fl
 
     Classes are taken largest first; a batch's padded size ``m`` is its first (largest) class and
     a class joins while it is at least ``min_fill · m`` points and the padded tensor
-    ``(C + 1) · m'² · itemsize`` (``m'`` = :func:`padded_size` of ``m``) stays within ``batch_bytes`` (a class larger than ``batch_bytes``
-    on its own gets a batch of one). Deterministic.
+    ``(C + 1) · m'² · itemsize`` (``m'`` = :func:`padded_size` of ``m``) stays within
+    ``batch_bytes`` (a class larger than ``batch_bytes`` on its own gets a batch of one).
+    Deterministic.
     """
     order = sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))
     batches: list[list[int]] = []
@@ -138,7 +148,7 @@ def build_batch(feats: list[torch.Tensor], similarity: str, *, workspace: torch.
         S[c, n:].zero_()  # padding rows: similarity 0 (never cover, never picked)
         block_max[c, n:].zero_()
         left, right_t = augmented_factors(f)
-        if n < m:  # padding columns: the matmul writes garbage there, zeroed after the transform
+        if n < m:  # padding columns: zero columns of right_t give distance 0 there, zeroed after the transform
             right_t = torch.cat([right_t, right_t.new_zeros(right_t.shape[0], m - n)], dim=1)
         # wider features: larger tiles, so the matmul's packing of right_t (D + 2 rows) is amortised
         tile_bytes = _TILE_BYTES if f.shape[1] < 32 else 4 * _TILE_BYTES
@@ -209,8 +219,8 @@ def greedy_batch(
     rows_c = torch.arange(C, device=dev)
     itemsize = S.element_size()
     flat = S.view(C * m, m)
-    # pieces of about 1 MiB: the update's op chain then runs on L2-resident data, and the
-    # float32 chunk sums are accumulated into the float64 gains
+    # chunks of about 1 MiB (of row pieces, or of whole rows in the first step): the update's op
+    # chain then runs on L2-resident data; contributions are added to the float64 gains in float64
     full_rows = max(1, min(m, _TILE_BYTES // (C * m * itemsize)))
     n_valid = int(batch.sizes.sum())
     if rule == "incremental":
