@@ -308,9 +308,10 @@ def facility_location(
         chunk_bytes, epsilon, lazy_batch: chunk size of streamed passes; stochastic-greedy ε;
             candidates re-evaluated per lazy round.
         dtype: compute dtype (float32 default; float64 for exactness tests).
-        threads: CPU intra-op threads inside the greedy loops (default 1, restored afterwards; see
-            :func:`cpu_threads` for why); similarity building and the naive greedy keep torch's
-            setting (they are large, threadable ops). ``None``: never touch it.
+        threads: CPU intra-op threads inside the tensor greedy loops (default 1, restored
+            afterwards; see :func:`cpu_threads` for why); similarity building and the naive greedy
+            keep torch's setting (they are large, threadable ops), and the compiled CPU greedy is
+            single-threaded whatever this says. ``None``: never touch it.
         batch_bytes: engine only, off the compiled CPU path (which builds one class at a time) —
             classes of similar size are stacked while their padded ``(C, m, m)`` similarity tensor
             fits this many bytes (``None``: 256 MiB on CPU; on CUDA
