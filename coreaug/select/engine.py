@@ -200,11 +200,12 @@ def greedy_batch(
     installed; ``False``: always the tensor loop below, as on CUDA).
     """
     S = batch.S
+    compilable = rule == "incremental" and S.device.type == "cpu" and S.dtype in (torch.float32, torch.float64)
     if compiled is None:
-        compiled = rule == "incremental" and S.device.type == "cpu" and compiled_kernels.AVAILABLE
+        compiled = compilable and compiled_kernels.AVAILABLE
     if compiled:
-        if rule != "incremental" or S.device.type != "cpu":
-            raise ValueError("the compiled greedy runs the incremental rule on CPU tensors only")
+        if not compilable:
+            raise ValueError("the compiled greedy runs the incremental rule on float32/float64 CPU tensors only")
         sizes = [int(v) for v in batch.sizes.tolist()]
         return compiled_kernels.greedy_batch_compiled(S, batch.block_max, sizes, batch.gains0, budgets, BLOCK)
     C, m, _ = S.shape

@@ -447,7 +447,8 @@ def _engine_classes(
     todo = [c for c, k in enumerate(budgets) if k > 0]
     dense = [c for c in todo if knn is None and int(members[c].numel()) ** 2 * itemsize <= memory_budget]
     sizes = [int(members[c].numel()) for c in dense]
-    if rule == "incremental" and dev.type == "cpu" and compiled_kernels.AVAILABLE:
+    compiled = rule == "incremental" and dev.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if compiled and compiled_kernels.AVAILABLE:
         # the compiled greedy runs class by class anyway: one class per batch keeps memory at one
         # class's matrix and each matrix warm in cache between its build and its greedy
         groups = [[i] for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))]
