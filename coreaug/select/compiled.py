@@ -58,7 +58,7 @@ def _subtract_contributions(row, a, e, lo, w, zero, g):  # pragma: no cover - co
         g[j] -= min(max(row[j] - lo, zero), w)
 
 
-def _greedy_class(S, block_max, n, k, block, zero, g, order, assign, cur):  # pragma: no cover - compiled
+def _greedy_class(S, block_max, n, k, block, zero, g, rank, order, assign, cur):  # pragma: no cover - compiled
     nblk = (n + block - 1) // block
     for i in range(n):
         cur[i] = zero
@@ -66,9 +66,10 @@ def _greedy_class(S, block_max, n, k, block, zero, g, order, assign, cur):  # pr
     for t in range(k):
         best = -np.inf
         p = 0
-        for j in range(n):
-            if g[j] > best:
-                best = g[j]
+        for j in range(n):  # argmax; exact ties go to the smallest rank
+            v = g[j]
+            if v > best or (v == best and rank[j] < rank[p]):
+                best = v
                 p = j
         order[t] = p
         g[p] = -np.inf
@@ -97,12 +98,21 @@ def _greedy_class(S, block_max, n, k, block, zero, g, order, assign, cur):  # pr
 
 
 def greedy_batch_compiled(
-    S: torch.Tensor, block_max: torch.Tensor, sizes: list[int], gains0: torch.Tensor, budgets: list[int], block: int
+    S: torch.Tensor,
+    block_max: torch.Tensor,
+    sizes: list[int],
+    gains0: torch.Tensor,
+    budgets: list[int],
+    block: int,
+    *,
+    tie_rank: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`coreaug.select.engine.greedy_batch` for CPU tensors, one compiled loop per class.
 
-    Same inputs (the fields of a :class:`~coreaug.select.engine.DenseBatch`) and the same outputs:
-    ``order`` ``(C, k_max)`` (−1 past a class's budget), ``assign`` ``(C, m)``, ``cur`` ``(C, m)``.
+    Same inputs (the fields of a :class:`~coreaug.select.engine.DenseBatch`, and ``tie_rank``:
+    among exactly equal gains the smallest rank wins, default the smallest position) and the same
+    outputs: ``order`` ``(C, k_max)`` (−1 past a class's budget), ``assign`` ``(C, m)``, ``cur``
+    ``(C, m)``.
     """
     if not AVAILABLE:
         raise RuntimeError("numba is not installed")
@@ -114,11 +124,16 @@ def greedy_batch_compiled(
     cur = torch.zeros((C, m), dtype=S.dtype)
     g = gains0.clone()
     zero = np.float32(0.0) if S.dtype == torch.float32 else np.float64(0.0)
+    if tie_rank is None:
+        tie_rank = torch.arange(m).expand(C, m)
+    rank_np = tie_rank.to(torch.long).contiguous().numpy()
     S_np, bm_np, g_np = S.numpy(), block_max.numpy(), g.numpy()
     order_np, assign_np, cur_np = order.numpy(), assign.numpy(), cur.numpy()
     for c in range(C):
         n, k = int(sizes[c]), int(budgets[c])
         if k == 0:
             continue
-        greedy_class(S_np[c], bm_np[c], n, k, int(block), zero, g_np[c], order_np[c], assign_np[c], cur_np[c])
+        greedy_class(
+            S_np[c], bm_np[c], n, k, int(block), zero, g_np[c], rank_np[c], order_np[c], assign_np[c], cur_np[c]
+        )
     return order, assign, cur

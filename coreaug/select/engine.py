@@ -187,6 +187,7 @@ def greedy_batch(
     rule: str = "incremental",
     chunk_bytes: int = 64 << 20,
     compiled: bool | None = None,
+    tie_rank: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run exact greedy on every class of ``batch`` at once, each to its own budget.
 
@@ -194,6 +195,11 @@ def greedy_batch(
     ``-1``), ``assign`` ``(C, m)`` long (position in ``order`` of each point's most similar pick,
     ties → the earlier pick; padding → 0) and ``cur`` ``(C, m)`` (each point's coverage). All on
     the batch's device.
+
+    ``tie_rank``: optional ``(C, m)`` long; among candidates of exactly equal gain the one of
+    smallest rank is picked (default: the smallest position). The engine passes each point's
+    position before :func:`~coreaug.select.locality.locality_order`, so ties break as in the
+    original order, like the naive greedy and the sweep.
 
     ``compiled``: run the incremental rule as the compiled per-class loop of
     :mod:`coreaug.select.compiled` (``None``: whenever the batch is on the CPU and numba is
@@ -207,7 +213,9 @@ def greedy_batch(
         if not compilable:
             raise ValueError("the compiled greedy runs the incremental rule on float32/float64 CPU tensors only")
         sizes = [int(v) for v in batch.sizes.tolist()]
-        return compiled_kernels.greedy_batch_compiled(S, batch.block_max, sizes, batch.gains0, budgets, BLOCK)
+        return compiled_kernels.greedy_batch_compiled(
+            S, batch.block_max, sizes, batch.gains0, budgets, BLOCK, tie_rank=tie_rank
+        )
     C, m, _ = S.shape
     dev = S.device
     kvec = torch.tensor(budgets, dtype=torch.long, device=dev)
@@ -244,6 +252,9 @@ def greedy_batch(
     kmin = int(min(budgets))
     for t in range(kmax):
         p = torch.argmax(g, dim=1)  # first index on ties, like naive greedy
+        if tie_rank is not None:  # ... or the smallest rank among the exact ties
+            ties = g == g.gather(1, p[:, None])
+            p = torch.argmin(torch.where(ties, tie_rank, torch.iinfo(torch.long).max), dim=1)
         picks.append(p)  # entries past a class's budget are reset to -1 at the end
         # coverage by the new pick, s_ip, read from row p (s is symmetric up to float rounding; a
         # row is contiguous, a column is m cache/TLB misses)

@@ -466,8 +466,14 @@ def _engine_classes(
             feats = [f.index_select(0, p) for f, p in zip(feats, perms)]
         batch = build_batch(feats, similarity, workspace=workspace)
         ks = [budgets[c] for c in cls]
+        tie_rank = None
+        if perms is not None:  # ties between equal gains break by the original position
+            m = batch.S.shape[1]
+            tie_rank = torch.full((len(cls), m), m, dtype=torch.long, device=dev)
+            for i, p in enumerate(perms):
+                tie_rank[i, : p.numel()] = p
         with cpu_threads(threads, dev):
-            order, assign, cur = greedy_batch(batch, ks, rule=rule, chunk_bytes=chunk_bytes)
+            order, assign, cur = greedy_batch(batch, ks, rule=rule, chunk_bytes=chunk_bytes, tie_rank=tie_rank)
         valid = batch.valid
         counts = counts_from_assign(assign, valid, order.shape[1])
         objs = torch.where(valid, cur, torch.zeros_like(cur)).double().sum(dim=1)
