@@ -50,6 +50,12 @@ def assert_same_trajectory(S: torch.Tensor, order, ref, rel: float = 1e-9) -> No
         assert F(S, order[:t]) == pytest.approx(F(S, ref[:t]), rel=rel), t
 
 
+def cuda_test_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """3,000 float64 points in 10 classes: the CUDA selection test's data (and its CPU twin's)."""
+    gen = torch.Generator().manual_seed(21)
+    return torch.randn(3000, 10, generator=gen, dtype=torch.float64), torch.randint(0, 10, (3000,), generator=gen)
+
+
 def assert_same_selection_up_to_ties(a, b, x: torch.Tensor, y: torch.Tensor, similarity: str) -> None:
     """Two exact greedy runs: the same objective after every pick in every class (gains equal to
     the last bits can be summed in another order and break the other way), and identical
@@ -216,9 +222,7 @@ def test_cpu_default_runs_the_compiled_greedy_and_the_tensor_loop_is_its_fallbac
 def test_every_exact_engine_agrees_up_to_ties_on_the_cuda_test_data(similarity):
     # the CUDA test's data has gains equal to the last bits: the sweep, the streamed greedy and the
     # naive greedy may break them the other way than the compiled incremental default
-    gen = torch.Generator().manual_seed(21)
-    x = torch.randn(3000, 10, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 10, (3000,), generator=gen)
+    x, y = cuda_test_data()
     default = facility_location(x, y, 0.1, similarity=similarity, dtype=torch.float64)
     for kw in ({"greedy": "sweep"}, {"memory_budget": 0}, {"greedy": "naive"}):
         other = facility_location(x, y, 0.1, similarity=similarity, dtype=torch.float64, **kw)
@@ -378,9 +382,7 @@ def test_select_with_a_device_returns_cpu_tensors():
 @pytest.mark.cuda
 @pytest.mark.parametrize("similarity", ["exp", "maxdist"])
 def test_cuda_selection_equals_cpu_selection(similarity):
-    gen = torch.Generator().manual_seed(21)
-    x = torch.randn(3000, 10, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 10, (3000,), generator=gen)
+    x, y = cuda_test_data()
     cpu = facility_location(x, y, 0.1, similarity=similarity, dtype=torch.float64)
     for kw in ({}, {"greedy": "incremental"}, {"memory_budget": 0}):
         gpu = facility_location(x.cuda(), y, 0.1, similarity=similarity, dtype=torch.float64, **kw)
