@@ -48,6 +48,7 @@ import torch
 
 from coreaug.device import resolve_device
 from coreaug.errors import SelectionError
+from coreaug.select import compiled as compiled_kernels
 from coreaug.select.base import Selection, as_features, as_labels, classes_and_members, resolve_total_budget
 from coreaug.select.budgets import PER_CLASS_MODES, check_explicit_budgets, class_budgets
 from coreaug.select.engine import (
@@ -58,7 +59,6 @@ from coreaug.select.engine import (
     padded_size,
     plan_batches,
 )
-from coreaug.select import compiled as compiled_kernels
 from coreaug.select.locality import locality_order
 from coreaug.select.similarity import (
     DEFAULT_CHUNK_BYTES,
@@ -291,8 +291,8 @@ def facility_location(
             ``"equal"`` (exact total, even split), ``"equal-ceil"`` (official ``ceil(B/C)``; the
             total may exceed B), or ``"none"`` (one pool). See :mod:`coreaug.select.budgets`.
         greedy: ``"auto"`` (default: the exact engine on ``device`` — ``"incremental"`` on CPU,
-            compiled, ``"sweep"`` on CUDA, batched over classes — and the streamed exact greedy for classes over
-            ``memory_budget``), ``"incremental"``, ``"sweep"``, or the per-class loops ``"lazy"``
+            compiled, ``"sweep"`` on CUDA, batched over classes — and the streamed exact greedy for
+            classes over ``memory_budget``), ``"incremental"``, ``"sweep"``, or the per-class loops ``"lazy"``
             (the previous default, same picks up to ties), ``"naive"`` (reference, ``O(k n²)``) and
             ``"stochastic"`` (these three loop over classes in Python and sync every step).
         similarity: ``"exp"`` (default: ``exp(−‖g_i − g_j‖/d)``, official parity) or ``"maxdist"``
