@@ -49,6 +49,7 @@ __all__ = [
     "build_batch",
     "greedy_batch",
     "default_step_rule",
+    "runs_compiled",
 ]
 
 STEP_RULES: tuple[str, ...] = ("incremental", "sweep")
@@ -59,6 +60,17 @@ _TILE_BYTES = 1 << 20  # row blocks of about 1 MiB stay in L2 while the transfor
 def default_step_rule(device: torch.device) -> str:
     """``"incremental"`` on CPU, ``"sweep"`` elsewhere (no host sync per step)."""
     return "incremental" if device.type == "cpu" else "sweep"
+
+
+def _compilable(rule: str, device: torch.device, dtype: torch.dtype) -> bool:
+    return rule == "incremental" and device.type == "cpu" and dtype in (torch.float32, torch.float64)
+
+
+def runs_compiled(rule: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether :func:`greedy_batch` (``compiled=None``) runs ``rule`` as the compiled per-class
+    loop for matrices of ``dtype`` on ``device``: the incremental rule, float32/float64, on the
+    CPU, with numba installed."""
+    return _compilable(rule, device, dtype) and compiled_kernels.AVAILABLE
 
 
 def plan_batches(sizes: list[int], itemsize: int, batch_bytes: int, min_fill: float = 0.8) -> list[list[int]]:
@@ -206,11 +218,10 @@ def greedy_batch(
     installed; ``False``: always the tensor loop below, as on CUDA).
     """
     S = batch.S
-    compilable = rule == "incremental" and S.device.type == "cpu" and S.dtype in (torch.float32, torch.float64)
     if compiled is None:
-        compiled = compilable and compiled_kernels.AVAILABLE
+        compiled = runs_compiled(rule, S.device, S.dtype)
     if compiled:
-        if not compilable:
+        if not _compilable(rule, S.device, S.dtype):
             raise ValueError("the compiled greedy runs the incremental rule on float32/float64 CPU tensors only")
         sizes = [int(v) for v in batch.sizes.tolist()]
         return compiled_kernels.greedy_batch_compiled(

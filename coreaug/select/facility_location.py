@@ -48,7 +48,6 @@ import torch
 
 from coreaug.device import resolve_device
 from coreaug.errors import SelectionError
-from coreaug.select import compiled as compiled_kernels
 from coreaug.select.base import Selection, as_features, as_labels, classes_and_members, resolve_total_budget
 from coreaug.select.budgets import PER_CLASS_MODES, check_explicit_budgets, class_budgets
 from coreaug.select.engine import (
@@ -58,6 +57,7 @@ from coreaug.select.engine import (
     greedy_batch,
     padded_size,
     plan_batches,
+    runs_compiled,
 )
 from coreaug.select.locality import locality_order
 from coreaug.select.similarity import (
@@ -447,8 +447,7 @@ def _engine_classes(
     todo = [c for c, k in enumerate(budgets) if k > 0]
     dense = [c for c in todo if knn is None and int(members[c].numel()) ** 2 * itemsize <= memory_budget]
     sizes = [int(members[c].numel()) for c in dense]
-    compiled = rule == "incremental" and dev.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-    if compiled and compiled_kernels.AVAILABLE:
+    if runs_compiled(rule, dev, x.dtype):
         # the compiled greedy runs class by class anyway: one class per batch keeps memory at one
         # class's matrix and each matrix warm in cache between its build and its greedy
         groups = [[i] for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))]
