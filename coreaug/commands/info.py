@@ -9,7 +9,7 @@ import torch
 from coreaug.augment import STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
 from coreaug.data import DATASETS
 from coreaug.device import resolve_device
-from coreaug.models import MODELS
+from coreaug.models import MODELS, PREFIX_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"torch {torch.__version__}; device {device}")
     print(f"datasets:              {', '.join(DATASETS)}")
     print(f"models:                {', '.join(MODELS)}")
+    print(f"                       or {PREFIX_HELP}")
     print(f"weak augmentations:    {', '.join(WEAK_AUGMENTATIONS)}")
     print(f"strong augmentations:  {', '.join(STRONG_AUGMENTATIONS)}")
     try:

@@ -22,6 +22,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -54,6 +56,13 @@ _HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size
 _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"proxy_pool": 1.0}
 #: Largest accepted ``threads`` (torch crashes on absurd counts such as 100000).
 MAX_THREADS = 1024
+#: Numeric fields (``milestones`` holds numbers): a string that spells a number (``"1e-3"``, which YAML 1.1
+#: and so PyYAML read as a string) is taken as that number; any other string is still rejected by validate.
+NUMERIC_FIELDS: frozenset[str] = frozenset({
+    "label_noise", "fraction", "reselect_every", "proxy_pool", "noise_eps", "image_size", "resize", "epochs", "lr",
+    "momentum", "weight_decay", "batch_size", "milestones", "lr_gamma", "seed", "num_workers", "threads",
+    "eval_batch_size", "diagnostics_every", "diagnostics_probe",
+})
 
 
 @dataclass
@@ -148,14 +157,26 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
 
 
+def _dataset_takes(dataset: str, option: str) -> bool:
+    """True when the loader of ``dataset`` (a known name) accepts keyword ``option``."""
+    import importlib
+    import inspect
+
+    from coreaug.data import DATASETS
+
+    module_name, func_name = DATASETS[str(dataset).lower()].split(":")
+    loader = getattr(importlib.import_module(module_name), func_name)
+    return option in inspect.signature(loader).parameters
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every field; raise :class:`ConfigError` with a one-line message on the first problem."""
     from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
     from coreaug.data import DATASETS
-    from coreaug.models import MODELS
+    from coreaug.models import check_model_name
 
     _choice("dataset", str(cfg.dataset).lower(), tuple(DATASETS))
-    _choice("model", str(cfg.model).lower(), MODELS)
+    check_model_name(str(cfg.model).lower())  # built-in names, or timm:<name> / torchvision:<name>
     _choice("method", cfg.method, METHODS)
     if cfg.selector not in SELECTORS:  # an alias (e.g. "k-center") → its canonical registry name
         from coreaug.select.registry import resolve_selector
@@ -221,6 +242,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         v = getattr(cfg, name)
         if v is not None and number(name, v, integer=True) < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    if cfg.image_size is not None and not _dataset_takes(cfg.dataset, "image_size"):
+        raise ConfigError(f"image_size applies to image-folder datasets only; {cfg.dataset} has a fixed image size, "
+                          "so remove image_size from the configuration")
     if not isinstance(cfg.milestones, (list, tuple)):
         raise ConfigError(f"milestones must be a list of epochs, got {cfg.milestones!r}")
     ms = [int(number("milestone", m, integer=True)) for m in cfg.milestones]
@@ -248,12 +272,59 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def numeric_value(value: Any) -> Any:
+    """``value`` as an ``int``/``float`` when it is a string spelling a number (``"5e-4"``, ``" 3 "``), else unchanged.
+
+    Integers stay exact (``"12345678901234567890"`` → int). Strings that are not numbers (``"abc"``, ``"auto"``) are
+    returned as they are, for :func:`validate` to accept or reject.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if not _NUMBER.fullmatch(text):  # float() also takes "nan", "infinity", "1_0": only plain decimal spellings here
+        return value
+    return float(text)
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
 def _apply(cfg: TrainConfig, values: Mapping[str, Any], source: str) -> None:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source} must be a mapping of config keys to values, got {type(values).__name__}")
     unknown = sorted(set(values) - FIELD_NAMES)
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))} in {source}")
     for k, v in values.items():
-        setattr(cfg, k, list(v) if k == "milestones" and isinstance(v, tuple) else v)
+        if k == "milestones" and isinstance(v, (list, tuple)):
+            v = [numeric_value(m) for m in v]
+        elif k in NUMERIC_FIELDS:
+            v = numeric_value(v)
+        setattr(cfg, k, v)
+
+
+def _yaml_loader() -> type:
+    """PyYAML's ``SafeLoader`` plus YAML 1.2's float syntax: ``5e-4`` and ``1E3`` are floats, not strings."""
+    import yaml
+
+    class Yaml12FloatLoader(yaml.SafeLoader):
+        pass
+
+    Yaml12FloatLoader.add_implicit_resolver(  # YAML 1.1 requires a dot ("5.0e-4"); 1.2 does not
+        "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789."))
+    return Yaml12FloatLoader
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML ``text`` safely, reading ``1e-3`` as a float (as YAML 1.2 and JSON do)."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -267,9 +338,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         else:
             data = json.loads(text)
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
@@ -293,11 +362,17 @@ def resolve_config(
     """
     from coreaug.train.presets import PRESETS
 
+    if config_file is not None and not isinstance(config_file, (str, os.PathLike)):
+        raise ConfigError(f"config must be the path of a config file, got {config_file!r}")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping of config keys to values, got {overrides!r}")
     file_values = dict(read_config_file(config_file)) if config_file is not None else {}
     file_preset = file_values.pop("preset", None)
     preset = preset if preset is not None else file_preset
     cfg = TrainConfig()
     if preset is not None:
+        if not isinstance(preset, str):
+            raise ConfigError(f"preset must be a preset name, got {preset!r}; choose one of: {', '.join(PRESETS)}")
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         _apply(cfg, PRESETS[preset], f"preset {preset!r}")
