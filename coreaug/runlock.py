@@ -44,15 +44,21 @@ _held: dict[str, "RunLock"] = {}  # realpath -> the lock this process holds (re-
 class RunLock:
     """The lock of one run folder, held by this process; use :func:`acquire_run_lock` to get one.
 
+    Subclasses change :attr:`lock_name` and the wording of the "busy" error (:class:`SweepLock`).
+
     Attributes:
         folder: the run folder.
         created: folders this lock created (outermost first); removed on release if still empty.
         removed_temp: names of the stale temporary files removed when the lock was taken.
     """
 
+    lock_name = LOCK_NAME
+    what = "run folder"  # how errors name the folder
+    holder = "run"  # how errors name the other process
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.path = folder / LOCK_NAME
+        self.path = folder / self.lock_name
         self.created: list[Path] = []
         self.removed_temp: list[str] = []
         self._fd: int | None = None
@@ -86,7 +92,7 @@ class RunLock:
 
     # ------------------------------------------------------------------ internals
     def _acquire(self) -> None:
-        self.created = make_dirs(self.folder, "run folder")
+        self.created = make_dirs(self.folder, self.what)
         if fcntl is None:  # pragma: no cover
             return
         for _ in range(50):
@@ -94,16 +100,14 @@ class RunLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 self._remove_created()
-                raise OutputError(f"cannot write run folder {self.folder}: {os_reason(exc)}") from None
+                raise OutputError(f"cannot write {self.what} {self.folder}: {os_reason(exc)}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # BlockingIOError: somebody else holds it
                 pid = _read_pid(fd)
                 os.close(fd)
                 self._remove_created()
-                raise RunFolderBusyError(
-                    f"run folder {self.folder} is in use by another run (PID {pid}); "
-                    "wait for it to end or choose another --out") from None
+                raise RunFolderBusyError(self._busy_message(pid)) from None
             try:  # the holder may have unlinked the file between our open and flock: then retry
                 if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
                     break
@@ -111,15 +115,23 @@ class RunLock:
                 pass
             os.close(fd)
         else:  # pragma: no cover - 50 lost races in a row
-            raise RunFolderBusyError(f"run folder {self.folder} is in use by other runs starting and stopping")
+            raise RunFolderBusyError(f"{self.what} {self.folder} is in use by other {self.holder}s starting and stopping")
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
-            self.removed_temp = remove_stale_temp_files(self.folder)
+            self.removed_temp = self._remove_stale()
         except OSError as exc:  # e.g. a full disk: give the lock back before reporting
             os.close(fd)
-            raise OutputError(f"cannot write run folder {self.folder}: {os_reason(exc)}") from None
+            raise OutputError(f"cannot write {self.what} {self.folder}: {os_reason(exc)}") from None
         self._fd = fd
+
+    def _remove_stale(self) -> list[str]:
+        """Called once locked: remove what killed writers left (the temp files of atomic writes)."""
+        return remove_stale_temp_files(self.folder)
+
+    def _busy_message(self, pid: str) -> str:
+        return (f"run folder {self.folder} is in use by another run (PID {pid}); "
+                "wait for it to end or choose another --out")
 
     def _remove_created(self) -> None:
         """Remove the folders this lock created, innermost first, where they are empty."""
@@ -168,9 +180,58 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
     return lock
 
 
+SWEEP_LOCK_NAME = ".coreaug-sweep.lock"
+
+_held_sweeps: dict[str, "SweepLock"] = {}  # realpath -> the sweep lock this process holds
+
+
+class SweepLock(RunLock):
+    """The lock of a sweep folder (``OUT/.coreaug-sweep.lock``): one ``coreaug sweep`` writes into ``OUT`` at a time.
+
+    Held for the whole sweep (runs and ``OUT/report``), next to the per-run locks of the cells; like those,
+    the kernel drops it when the sweep dies. Use :func:`acquire_sweep_lock`."""
+
+    lock_name = SWEEP_LOCK_NAME
+    what = "sweep folder"
+    holder = "sweep"
+
+    def release(self) -> None:
+        """Release one hold; the last one unlocks (see :meth:`RunLock.release`)."""
+        if self._depth == 1:
+            _held_sweeps.pop(self._key, None)
+        super().release()
+
+    def _remove_stale(self) -> list[str]:
+        return []  # OUT's own files are a report's; a live `coreaug report --out OUT` may be writing them
+
+    def _busy_message(self, pid: str) -> str:
+        return (f"sweep folder {self.folder} is in use by another sweep (PID {pid}): nothing was run; "
+                "wait for it to end, then rerun to finish the grid, or choose another --out")
+
+
+def acquire_sweep_lock(folder: str | os.PathLike) -> SweepLock:
+    """Take the exclusive lock of sweep folder ``folder`` (creating it if needed); re-entrant per process.
+
+    Raises:
+        RunFolderBusyError: another live sweep holds it (the message names the folder and its PID).
+        OutputError: the folder cannot be created or written.
+    """
+    folder = Path(folder)
+    key = "sweep:" + os.path.realpath(folder)  # never a key of _held, which RunLock.release pops
+    lock = _held_sweeps.get(key)
+    if lock is None:
+        lock = SweepLock(folder)
+        lock._acquire()
+        lock._key = key
+        _held_sweeps[key] = lock
+    lock._depth += 1
+    return lock
+
+
 def is_run_file(name: str) -> bool:
     """False for the bookkeeping files a run folder may hold besides the run's own (the lock file)."""
     return name != LOCK_NAME
 
 
-__all__ = ["LOCK_NAME", "RunLock", "acquire_run_lock", "remove_stale_temp_files", "is_run_file"]
+__all__ = ["LOCK_NAME", "SWEEP_LOCK_NAME", "RunLock", "SweepLock", "acquire_run_lock", "acquire_sweep_lock",
+           "remove_stale_temp_files", "is_run_file"]

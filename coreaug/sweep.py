@@ -213,11 +213,19 @@ class RunPoint:
         return d
 
 
+def fraction_label(fraction: float) -> str:
+    """The fraction as it appears in a folder name: ``%g`` (``0.1``, ``1``) where that reads back as the same
+    number, else the shortest exact form (``0.1000001``), so that two fractions never share a folder."""
+    short = f"{fraction:g}"
+    return short if float(short) == fraction else repr(float(fraction))
+
+
 def run_name(method: str, selector: str | None, fraction: float | None, seed: int) -> str:
-    """``method__selector__f<fraction>__s<seed>`` (subset methods) or ``method__s<seed>``."""
+    """``method__selector__f<fraction>__s<seed>`` (subset methods) or ``method__s<seed>``; distinct grid
+    points get distinct names (:func:`fraction_label`)."""
     if selector is None:
         return f"{method}__s{seed}"
-    return f"{method}__{selector}__f{fraction:g}__s{seed}"
+    return f"{method}__{selector}__f{fraction_label(fraction)}__s{seed}"
 
 
 def expand_grid(spec: GridSpec) -> list[RunPoint]:
@@ -235,7 +243,18 @@ def expand_grid(spec: GridSpec) -> list[RunPoint]:
                                                fraction, seed))
             else:
                 points.append(RunPoint(run_name(method, None, None, seed), method, None, None, seed))
+    _check_names_unique(points)
     return points
+
+
+def _check_names_unique(points: Sequence[RunPoint]) -> None:
+    """Raise ConfigError naming the first two grid points that would share a run folder."""
+    seen: dict[str, RunPoint] = {}
+    for p in points:
+        other = seen.setdefault(p.name, p)
+        if other is not p:
+            raise ConfigError(f"grid points {other.axis_overrides()} and {p.axis_overrides()} would share the run "
+                              f"folder {p.name}; make the axis values distinct")
 
 
 def resolve_point(spec: GridSpec, point: RunPoint):
@@ -306,10 +325,6 @@ class PlannedRun:
     detail: str = ""
 
 
-#: Files a run writes before its first checkpoint; a folder holding only these restarts cleanly.
-_PRE_CHECKPOINT_FILES = frozenset({"config.json", "metrics.csv", "metrics.jsonl"})
-
-
 def _is_run_file(name: str) -> bool:
     """False for bookkeeping that is not the run's own: the run-folder lock and stale atomic-write temp files."""
     from coreaug.io import TEMP_FILE_PATTERN
@@ -318,52 +333,91 @@ def _is_run_file(name: str) -> bool:
     return is_run_file(name) and not TEMP_FILE_PATTERN.fullmatch(name)
 
 
-def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
-    """Whether a run folder's ``config.json`` describes ``cfg``: every field that enters the config hash is
-    equal, and a field the saved config lacks (added to TrainConfig after that run) holds its default.
-    So upgrading coreaug with a new, default-off config field keeps completed runs valid."""
+def config_differences(saved: Mapping[str, Any] | None, cfg: Any) -> list[str]:
+    """How a run folder's ``config.json`` (``saved``) differs from ``cfg`` in the fields that enter the config
+    hash, as ``"epochs 3 != 2"`` (saved value first); a field the saved config lacks (added to TrainConfig
+    after that run) counts as its default, a saved field TrainConfig no longer has is a difference."""
     import dataclasses
 
     from coreaug.train.config import _HASH_EXCLUDED, TrainConfig
 
     if not isinstance(saved, Mapping):
-        return False
+        return ["no readable config.json"]
     defaults = TrainConfig()
     mine = cfg.to_dict()
+    out = []
     for f in dataclasses.fields(TrainConfig):
         if f.name in _HASH_EXCLUDED:
             continue
         theirs = saved[f.name] if f.name in saved else getattr(defaults, f.name)
         if theirs != mine[f.name]:
-            return False
-    return not (set(saved) - set(mine))  # a field that no longer exists: not the same config
+            out.append(f"{f.name} {theirs!r} != {mine[f.name]!r}")
+    out += [f"unknown key {k!r}" for k in sorted(set(saved) - set(mine))]
+    return out
+
+
+def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
+    """Whether a run folder's ``config.json`` describes ``cfg``: every field that enters the config hash is
+    equal, and a field the saved config lacks (added to TrainConfig after that run) holds its default.
+    So upgrading coreaug with a new, default-off config field keeps completed runs valid."""
+    return not config_differences(saved, cfg)
+
+
+#: ``results.json`` keys that repeat a config field (checked against the grid point's config).
+_RESULT_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "seed", "epochs", "label_noise")
+
+
+def _results_differences(res: Mapping[str, Any], cfg: Any) -> list[str]:
+    """Where a finished run's ``results.json`` contradicts ``cfg`` (a results.json from another run)."""
+    expect = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
+    if cfg.uses_subset:
+        expect.update(selector=cfg.selector, fraction=cfg.fraction)
+    expect["epochs_done"] = cfg.epochs
+    return [f"results.json {k} {res[k]!r} != {v!r}" for k, v in expect.items() if k in res and res[k] != v]
+
+
+def _conflict(point: RunPoint, cfg: Any, d: Path, what: str, why: Sequence[str]) -> "PlannedRun":
+    reasons = "; ".join(why[:3]) + (f"; +{len(why) - 3} more" if len(why) > 3 else "")
+    return PlannedRun(point, cfg, d, "conflict", f"{d} holds {what} ({reasons}); delete it or use another OUT")
 
 
 def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
-    """Resolve the point's config and decide: run, skip (completed), resume, or conflict."""
+    """Resolve the point's config and decide: run, skip (completed), resume, or conflict.
+
+    The rules are those of ``coreaug train --resume`` (``coreaug/train/loop.py:_check_run_dir``), checked
+    here before anything runs: a checkpoint resumes; without one, a folder with ``config.json`` starts over
+    at epoch 0 with it (whatever else the killed run left: metrics, diagnostics); a folder with other files
+    but no ``config.json`` is not ours. A completed run is skipped only when its ``config.json`` and its
+    ``results.json`` both describe this grid point (a config hash alone is not trusted: it may be missing)."""
     from coreaug.io import read_json_dict
     from coreaug.train.checkpoint import CHECKPOINT_NAME, finished_results
 
     cfg = resolve_point(spec, point)
     d = out / point.name
+    if d.exists() and not d.is_dir():
+        return PlannedRun(point, cfg, d, "conflict", f"{d} is a file, not a run folder; move it or use another OUT")
+    saved = read_json_dict(d / "config.json") if (d / "config.json").exists() else None
     res = finished_results(d)
     if res is not None:
-        if res.get("config_hash") not in (None, cfg.hash()) and not same_config(read_json_dict(d / "config.json"), cfg):
-            return PlannedRun(point, cfg, d, "conflict",
-                              f"{d} holds a completed run of a different configuration; delete it or use another OUT")
+        why = config_differences(saved, cfg) + _results_differences(res, cfg)
+        if why:
+            return _conflict(point, cfg, d, "a completed run of a different configuration", why)
         return PlannedRun(point, cfg, d, "skip", f"completed, final acc {res.get('final_test_acc', float('nan')):.4f}")
+    if (d / "config.json").exists() and (why := config_differences(saved, cfg)):
+        return _conflict(point, cfg, d, "an unfinished run of a different configuration", why)
     if (d / CHECKPOINT_NAME).is_file():
         done = "?"
         metrics = d / "metrics.jsonl"
         if metrics.is_file():
             done = str(sum(1 for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()))
         return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {done}/{cfg.epochs}")
-    names = {p.name for p in d.iterdir() if _is_run_file(p.name)} if d.is_dir() else set()
-    if names:
-        if not names <= _PRE_CHECKPOINT_FILES:
-            return PlannedRun(point, cfg, d, "conflict",
-                              f"{d} is not empty and holds no checkpoint or finished run; delete it or use another OUT")
+    if saved is not None:
         return PlannedRun(point, cfg, d, "run", "restart (stopped before its first checkpoint)")
+    names = sorted(p.name for p in d.iterdir() if _is_run_file(p.name)) if d.is_dir() else []
+    if names:
+        return PlannedRun(point, cfg, d, "conflict",
+                          f"{d} is not empty ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}) and holds no "
+                          "checkpoint, config.json or finished run; delete it or use another OUT")
     return PlannedRun(point, cfg, d, "run", "")
 
 
@@ -429,13 +483,10 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
             status[p.point.name] = "not started"
             log(f"{tag}: not started (time budget spent)")
             continue
-        # A folder holding only pre-checkpoint files (see plan_run) starts over at epoch 0: with its
+        # A folder stopped before its first checkpoint (see plan_run) starts over at epoch 0 with its
         # config.json, through train's resume (which locks the folder and checks that config's hash).
         resume = p.action == "resume" or (p.action == "run" and (p.dir / "config.json").is_file())
         try:
-            if p.action == "run" and not resume and p.dir.is_dir():
-                for name in ("metrics.csv", "metrics.jsonl"):
-                    (p.dir / name).unlink(missing_ok=True)
             t = time.perf_counter()
             res = train_fn(p.cfg, p.dir, resume=resume, quiet=quiet_runs)
         except DatasetNotFoundError:

@@ -304,3 +304,130 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path):
     assert p.action == "run" and "restart" in p.detail
     outcome = run_sweep([p], log=lambda s: None)
     assert outcome.status == {p.point.name: "ok"} and json.loads((d / "results.json").read_text())["completed"]
+
+
+# ------------------------------------------------------- issue 21: nothing lost, nothing counted twice
+_GRID2 = ["sweep", *TINY_FLAGS, "--methods", "subset-only", "--selectors", "coreset,random", "--fractions", "0.1",
+          "--seeds", "0", "--quiet"]
+
+
+def _model_state(d):
+    from coreaug.io import load_checkpoint
+
+    return load_checkpoint(d / "checkpoint.pt")["model"]
+
+
+def _same_run(a, b):
+    """Two run folders hold the same results, per-epoch rows (wall-clock aside) and final weights."""
+    import torch
+
+    keep = ("final_test_acc", "final_train_loss", "best_test_acc", "epochs_done", "completed", "steps_total",
+            "examples_seen_total", "config_hash")
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    assert {k: ra[k] for k in keep} == {k: rb[k] for k in keep}
+    per_epoch = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "subset_size", "subset_weight_max",
+                 "epoch_examples", "reselected", "steps")  # all but wall-clock measurements
+    rows = [[{k: json.loads(line)[k] for k in per_epoch} for line in (d / "metrics.jsonl").read_text().splitlines()]
+            for d in (a, b)]
+    assert rows[0] == rows[1]
+    ma, mb = _model_state(a), _model_state(b)
+    assert ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_a_cell_stopped_by_a_full_disk_in_its_first_epoch_is_rerun(tmp_path, monkeypatch, capsys):
+    """Item 1: a cell left with config.json, metrics and diagnostics files but no checkpoint (here: the disk
+    filled up while its first checkpoint was written) restarts on the next sweep, like `train --resume`."""
+    import errno
+    import os
+
+    out, ref = tmp_path / "sweep", tmp_path / "ref"
+    real_replace = os.replace
+    failures = []
+
+    def full_disk(src, dst, *a, **k):
+        if str(dst).endswith("checkpoint.pt") and "random" in str(dst) and not failures:
+            failures.append(dst)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    assert main(_GRID2 + ["--out", str(out)]) == 2
+    cell = out / "subset-only__random__f0.1__s0"
+    assert "no space left on device" in capsys.readouterr().out and failures
+    left = sorted(p.name for p in cell.iterdir())
+    assert "checkpoint.pt" not in left and "results.json" not in left
+    assert {"config.json", "metrics.csv", "diagnostics.csv", "diagnostics.jsonl"} <= set(left)
+    monkeypatch.setattr(os, "replace", real_replace)
+    plan = {p.point.name: p for p in plan_sweep(build_grid(preset="digits-quick", methods="subset-only",
+                                                           selectors="coreset,random", fractions="0.1", seeds="0",
+                                                           overrides={**TINY}), out)}
+    assert plan[cell.name].action == "run" and "restart" in plan[cell.name].detail
+    assert main(_GRID2 + ["--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "subset-only__coreset__f0.1__s0: skipped" in cap.out and cap.err.count("coreaug: error") == 0
+    assert main(_GRID2 + ["--out", str(ref), "--no-report"]) == 0
+    for name in ("subset-only__coreset__f0.1__s0", cell.name):
+        _same_run(out / name, ref / name)
+    assert len(pd.read_csv(out / "report" / "runs.csv")) == 2
+
+
+def test_a_stopped_cell_of_another_configuration_is_a_conflict_and_kept(tmp_path, capsys):
+    """Item 1, the other side of train --resume's rule: config.json of another configuration is refused."""
+    out = tmp_path / "sweep"
+    d = out / "subset-only__random__f0.1__s0"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(_cfg("random", epochs=5).to_dict()))
+    (d / "diagnostics.csv").write_text("epoch\n0\n")
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
+                      overrides={**TINY})
+    (p,) = plan_sweep(spec, out)
+    assert p.action == "conflict" and "epochs" in p.detail and str(d) in p.detail
+    assert run_sweep([p], log=lambda s: None, train_fn=lambda *a, **k: pytest.fail("must not train")).failed
+    assert sorted(x.name for x in d.iterdir()) == ["config.json", "diagnostics.csv"]
+
+
+def test_fractions_that_print_alike_get_their_own_folders(tmp_path):
+    """Item 5: 0.1 and 0.1000001 are two grid points, two folders, two completed runs."""
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1,0.1000001",
+                      seeds="0", overrides={**TINY, "epochs": 1})
+    names = [p.name for p in expand_grid(spec)]
+    assert names == ["subset-only__random__f0.1__s0", "subset-only__random__f0.1000001__s0"]
+    assert run_name("subset", "coreset", 1.0, 0) == "subset__coreset__f1__s0"  # unchanged where %g is exact
+    outcome = run_sweep(plan_sweep(spec, tmp_path), log=lambda s: None)
+    assert outcome.failed == [] and len(set(outcome.completed_dirs)) == 2
+    assert [json.loads((d / "results.json").read_text())["fraction"] for d in outcome.completed_dirs] == [0.1, 0.1000001]
+
+
+def test_a_completed_run_from_elsewhere_is_not_taken_for_a_cell(tmp_path):
+    """Item 6: a finished 3-epoch run without a config hash in a 2-epoch grid's folder is a conflict."""
+    out = tmp_path / "sweep"
+    d = out / "subset-only__random__f0.1__s0"
+    train(_cfg("random", epochs=3), d, quiet=True)
+    res = json.loads((d / "results.json").read_text())
+    del res["config_hash"]
+    (d / "results.json").write_text(json.dumps(res))
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
+                      overrides={**TINY})
+    (p,) = plan_sweep(spec, out)
+    assert p.action == "conflict" and "epochs" in p.detail
+    (d / "config.json").write_text(json.dumps(p.cfg.to_dict()))  # a config.json that agrees; results.json does not
+    (p,) = plan_sweep(spec, out)
+    assert p.action == "conflict" and "epochs" in p.detail
+    (d / "config.json").unlink()  # nothing to compare with: refused too
+    (p,) = plan_sweep(spec, out)
+    assert p.action == "conflict" and "config.json" in p.detail
+
+
+def test_a_blocked_report_folder_stops_the_sweep_before_any_run(tmp_path, monkeypatch, capsys):
+    import coreaug.train as train_pkg
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "report").write_text("in the way")
+    monkeypatch.setattr(train_pkg, "train", lambda *a, **k: pytest.fail("must not train"))
+    assert main(_GRID2 + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("coreaug: error: ") and "report" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["report"]
+    monkeypatch.undo()
+    assert main(_GRID2 + ["--out", str(out), "--no-report", "--epochs", "1"]) == 0  # without a report it can run

@@ -9,10 +9,11 @@ Examples::
     coreaug sweep --grid-file grid.yaml --out runs/g --dry-run            # list the runs, run nothing
 
 Each run goes to OUT/<method>__<selector>__f<fraction>__s<seed>/ (full / full-aug: OUT/<method>__s<seed>/);
-completed runs are skipped, interrupted ones resumed from their checkpoint; afterwards the report
-(accuracy mean ± std and ± 95% t confidence interval, Welch test vs random, time, selection share,
-speed-up vs full-aug, the paper's headline numbers where they exist) is written to OUT/report/.
-Exit code 2 when any run failed.
+completed runs are skipped, interrupted ones resumed from their checkpoint (or, stopped before it, started
+over with their config.json); afterwards the report (accuracy mean ± std and ± 95% t confidence interval,
+Welch test vs random, time, selection share, speed-up vs full-aug, the paper's headline numbers where they
+exist) is written to OUT/report/. One sweep at a time writes into OUT (``OUT/.coreaug-sweep.lock``): a
+second one exits 2 at once, naming the first one's PID, having run nothing. Exit code 2 when any run failed.
 """
 
 from __future__ import annotations
@@ -92,27 +93,53 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coreaug.sweep import build_grid, describe, load_note, plan_sweep, run_sweep
+    from coreaug.io import check_output_dir
+    from coreaug.runlock import acquire_sweep_lock
+    from coreaug.sweep import build_grid, expand_grid, load_note, plan_sweep
 
     overrides = {field: getattr(args, field) for field in _OVERRIDE_FLAGS}
     overrides.update(_parse_set(args.set))
     spec = build_grid(args.grid, args.grid_file, preset=args.preset, config=args.config, methods=args.methods,
                       selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides)
     out = Path(args.out)
-    planned = plan_sweep(spec, out)
+    expand_grid(spec)  # bad grids (e.g. two points sharing a folder) fail before anything is created
+    check_output_dir(out, "sweep folder")
+    if not args.no_report:  # a file in the way of OUT/report fails now, not after every run
+        check_output_dir(out / "report", "report folder")
+    if args.dry_run:
+        return _dry_run(spec, out)
+    # One sweep writes into OUT at a time: its cells, their bookkeeping and OUT/report. The lock is taken
+    # before the cells are looked at, so the plan sees no other sweep's half-written cells.
+    with acquire_sweep_lock(out):
+        planned = plan_sweep(spec, out)
+        print(_headline(spec, out, planned) + (f"; {load_note()}" if load_note() else ""), flush=True)
+        return _run_and_report(args, out, planned)
+
+
+def _headline(spec, out: Path, planned: list) -> str:
     counts = {a: sum(1 for p in planned if p.action == a) for a in ("run", "skip", "resume", "conflict")}
-    head = (f"sweep{f' {spec.name}' if spec.name else ''}: {len(planned)} runs into {out} — {counts['run']} to run, "
+    return (f"sweep{f' {spec.name}' if spec.name else ''}: {len(planned)} runs into {out} — {counts['run']} to run, "
             f"{counts['resume']} to resume, {counts['skip']} completed (skipped)"
             + (f", {counts['conflict']} in conflict" if counts["conflict"] else ""))
-    if args.dry_run:
-        print(head)
-        for p in planned:
-            print("  " + describe(p))
-        datasets = {p.cfg.dataset for p in planned}
-        if datasets - {"digits"} and not any(p.cfg.data_root for p in planned):
-            print(f"note: {', '.join(sorted(datasets - {'digits'}))} needs --data-root to run")
-        return 0
-    print(head + (f"; {load_note()}" if load_note() else ""), flush=True)
+
+
+def _dry_run(spec, out: Path) -> int:
+    from coreaug.sweep import describe, plan_sweep
+
+    planned = plan_sweep(spec, out)
+    print(_headline(spec, out, planned))
+    for p in planned:
+        print("  " + describe(p))
+    datasets = {p.cfg.dataset for p in planned}
+    if datasets - {"digits"} and not any(p.cfg.data_root for p in planned):
+        print(f"note: {', '.join(sorted(datasets - {'digits'}))} needs --data-root to run")
+    return 0
+
+
+def _run_and_report(args: argparse.Namespace, out: Path, planned: list) -> int:
+    """Run the plan (the sweep lock is held), write OUT/report from the completed runs, return the exit code."""
+    from coreaug.sweep import run_sweep
+
     outcome = run_sweep(planned, quiet_runs=not args.verbose, log=lambda s: print(s, flush=True))
     done = len(outcome.completed_dirs)
     print(f"sweep finished in {outcome.seconds:.0f}s: {done} of {len(planned)} runs complete, "
