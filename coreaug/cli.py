@@ -95,19 +95,86 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"coreaug: warning: {_one_line(str(message))}", file=sys.stderr if file is None else file)
 
 
+class _Interrupts:
+    """How one CLI call answers SIGINT (Ctrl-C): always ``coreaug: interrupted`` on stderr and exit 130.
+
+    * While the CLI imports torch & co. (:func:`build_parser`) the process exits at once (``os._exit``):
+      a ``KeyboardInterrupt`` raised inside a half-done import, or inside a Python callback of torch's C++
+      start-up, can surface later as an unrelated exception, be swallowed by a library's bare ``except``, or
+      abort the process. Nothing has been written yet at that point.
+    * Afterwards the first Ctrl-C raises ``KeyboardInterrupt`` so the run releases its lock on the way out
+      (any exception it turns into still ends as "interrupted", and one swallowed by a library still exits
+      130); a second Ctrl-C exits at once. Files stay consistent either way: every write is atomic and a run
+      folder survives even SIGKILL (README: "Run folders that survive anything").
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.immediate = True  # until the heavy imports are done
+        self.previous: tuple[object] | None = None
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.immediate or self.count > 1:
+            _exit_interrupted()
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        """Install :meth:`handler` for SIGINT (on the main thread only; elsewhere signals are left alone)."""
+        import signal
+
+        try:
+            self.previous = (signal.signal(signal.SIGINT, self.handler),)
+        except ValueError:  # not the main thread
+            self.previous = None
+
+    def restore(self) -> None:
+        """Put back the SIGINT handler :meth:`install` replaced."""
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous[0] if self.previous[0] is not None else signal.SIG_DFL)
+
+
+def _exit_interrupted() -> NoReturn:
+    """Print ``coreaug: interrupted`` and end the process now, with exit code 130."""
+    try:
+        sys.stdout.flush()
+    except BaseException:  # noqa: BLE001 - ending anyway
+        pass
+    os.write(2, b"coreaug: interrupted\n")
+    os._exit(130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``coreaug`` console script; returns the exit code (usage errors: ``SystemExit(2)``)."""
+    interrupts = _Interrupts()
+    interrupts.install()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return _main(argv)
-    except KeyboardInterrupt:
+            code = _main(argv, interrupts)
+        if interrupts.count:  # a library swallowed the KeyboardInterrupt: still answer it
+            raise KeyboardInterrupt
+        return code
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or interrupts.count):
+            raise
+        interrupts.immediate = True  # a Ctrl-C while printing: exit at once
+        if os.environ.get("COREAUG_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
         print("coreaug: interrupted", file=sys.stderr)
         return 130
+    finally:
+        interrupts.restore()
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, interrupts: _Interrupts | None = None) -> int:
     parser = build_parser()  # imports torch & co.: inside main so an early Ctrl-C is handled
+    if interrupts is not None:
+        interrupts.immediate = False
     args = parser.parse_args(argv)  # --help and usage errors raise SystemExit (0 / 2), as argparse does
     if getattr(args, "_run", None) is None:
         parser.print_help()

@@ -17,8 +17,10 @@ import io
 import json
 import math
 import os
+import pickle
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -106,7 +108,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 os.fsync(fh.fileno())
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
             pause_point(f"write:{path.name}")  # fault-injection tests: killed with the temp file written
-            os.replace(tmp_path, path)
+            if os.path.abspath(path) in _EXCLUSIVE:
+                _link_new(tmp_path, path)
+            else:
+                os.replace(tmp_path, path)
         except OSError as exc:
             kept = f"; the previous {path.name} is unchanged" if path.is_file() else ""
             raise OutputError(f"cannot write {path}: {os_reason(exc)}{kept}") from None
@@ -114,6 +119,49 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp_path is not None:
             with contextlib.suppress(OSError):
                 tmp_path.unlink(missing_ok=True)
+
+
+#: Absolute paths that atomic writes may create but never replace (see :func:`exclusive_create`).
+_EXCLUSIVE: set[str] = set()
+
+
+@contextlib.contextmanager
+def exclusive_create(path: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
+    """Within the body, an atomic write to ``path`` creates it but never replaces a file that exists by then.
+
+    For outputs that are never overwritten without ``--force``: the check before the work can pass for two
+    processes at once, and the slower one would silently replace the other's file. Here the finished temp
+    file is hard-linked to ``path`` (atomic, fails when ``path`` exists), so the second writer gets a one-line
+    :class:`OutputError` and the first file stays. ``enabled=False`` (``--force``) changes nothing.
+    """
+    key = os.path.abspath(path)
+    if not enabled or key in _EXCLUSIVE:
+        yield
+        return
+    _EXCLUSIVE.add(key)
+    try:
+        yield
+    finally:
+        _EXCLUSIVE.discard(key)
+
+
+def _link_new(tmp_path: Path, path: Path) -> None:
+    """Give ``tmp_path``'s file the new name ``path`` atomically, refusing when ``path`` exists."""
+    try:
+        os.link(tmp_path, path)
+    except FileExistsError:
+        raise OutputError(f"{path} already exists (another process wrote it meanwhile); pass --force to "
+                          "overwrite it or choose another file") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        # no hard links on this file system: claim the name exclusively, then move the file onto it
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            raise OutputError(f"{path} already exists (another process wrote it meanwhile); pass --force to "
+                              "overwrite it or choose another file") from None
+        os.replace(tmp_path, path)
 
 
 def _umask() -> int:
@@ -225,13 +273,47 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def _legacy_safe_globals() -> list[Any]:
+    """The numpy types of the numpy RNG state (a ``uint32`` array) in checkpoints written before it was stored
+    as a tensor: allow-listed so those checkpoints still load under ``weights_only=True``."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _refused_global(message: str) -> str:
+    """The class or function a ``weights_only`` load refused, as named in torch's message."""
+    found = re.search(r"GLOBAL (\S+)|but got <class '([^']+)'>", message)
+    return next((g for g in found.groups() if g), "?") if found else "?"
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`, raising :class:`CheckpointError` if unreadable."""
+    """Load a checkpoint written by :func:`save_checkpoint`, raising :class:`CheckpointError` if unreadable.
+
+    The file is unpickled with ``weights_only=True``: tensors, containers and plain values only (plus the
+    numpy RNG-state array of older checkpoints), so a crafted file cannot run code; one that needs anything
+    else is refused with one line.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_legacy_safe_globals()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a garbage file: refused below
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not re.search(r"GLOBAL |Can only build|allowlisted", str(exc)):
+            raise CheckpointError(f"checkpoint {path} is corrupted or unreadable (UnpicklingError); "
+                                  "delete it or pass another") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain values ({_refused_global(str(exc))}); "
+            "refused to load it, since unpickling them could run code: pass a coreaug checkpoint or a state dict"
+        ) from None
     except Exception as exc:  # torch raises many types for truncated/corrupted files
         raise CheckpointError(
             f"checkpoint {path} is corrupted or unreadable ({type(exc).__name__}); delete it or pass another"

@@ -120,8 +120,11 @@ class RunLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self.removed_temp = self._remove_stale()
-        except OSError as exc:  # e.g. a full disk: give the lock back before reporting
+        except OSError as exc:  # e.g. a full disk: give the lock back, leaving no lock file or new folder behind
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # while still holding it, as release() does
             os.close(fd)
+            self._remove_created()
             raise OutputError(f"cannot write {self.what} {self.folder}: {os_reason(exc)}") from None
         self._fd = fd
 

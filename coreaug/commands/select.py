@@ -29,6 +29,7 @@ import torch
 
 from coreaug.commands._args import check_ranges
 from coreaug.errors import ConfigError, OutputError
+from coreaug.io import exclusive_create
 from coreaug.select import (
     GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, get_selector, resolve_method, select,
 )
@@ -147,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed, "objective": sel.info.get("objective"),
         "proxy_time_s": round(proxy_time, 4), "time_s": round(elapsed, 4),
     }
-    _write(out, meta, indices, weights, sel_labels)
+    with exclusive_create(out, enabled=not args.force):  # two selects into one new --out: the second fails
+        _write(out, meta, indices, weights, sel_labels)
     print(f"selected {indices.numel()} of {n} {bundle.name} training points ({meta['method']}, "
           f"{args.per_class}) in {elapsed:.2f} s -> {out}")
     return 0

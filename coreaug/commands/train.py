@@ -131,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
         args.out = str(_fresh_run_dir(args))
     out = Path(args.out)
     t0 = time.perf_counter()
+    if args.tensorboard is not None:  # before the run folder is locked or written
+        from coreaug.train.tensorboard import check_tensorboard_dir
+
+        check_tensorboard_dir(args.tensorboard)
     if args.resume and args.preset is None and args.config is None:
         # resume from the folder's own resolved config; flags still override (and are hash-checked).
         # The run-folder lock is taken before config.json is read (rank 0 only under DDP).

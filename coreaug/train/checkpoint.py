@@ -27,13 +27,20 @@ from coreaug.io import load_checkpoint, read_json_dict, save_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
+#: What a resumable checkpoint must hold, and the type of each entry (``None`` allowed for ``subset``).
+REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict,
+    "metrics": list, "subset": (dict, type(None)),
+}
 
 
 def rng_state() -> dict[str, Any]:
-    """Capture the torch, CUDA, numpy and Python RNG states."""
+    """Capture the torch, CUDA, numpy and Python RNG states (tensors and plain values only, so that the
+    checkpoint loads with ``torch.load(weights_only=True)``: numpy's key array is stored as a tensor)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -42,10 +49,19 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore states captured by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    """Restore states captured by :func:`rng_state` (also the numpy-array form of older checkpoints).
+
+    Raises:
+        CheckpointError: a state is missing or malformed.
+    """
+    try:
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        torch.set_rng_state(state["torch"])
+        np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
+        random.setstate(tuple(state["python"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"the RNG state in the checkpoint is missing or malformed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if "cuda" in state and torch.cuda.is_available():
         try:
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -90,4 +106,22 @@ def read_checkpoint(run_dir: str | Path, *, config_hash: str) -> dict[str, Any]:
             f"checkpoint {path} was written by another configuration (hash {state.get('config_hash')} != "
             f"{config_hash}); use the same settings or a new --out folder"
         )
+    check_checkpoint_keys(state, path)
     return state
+
+
+def check_checkpoint_keys(state: dict[str, Any], path: str | Path) -> None:
+    """Raise a one-line :class:`CheckpointError` when ``state`` lacks an entry needed to resume or has one of
+    the wrong type (a damaged or hand-edited checkpoint), instead of failing later with a traceback."""
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}; it cannot be resumed "
+                              "(delete it to restart the run from epoch 0)")
+    for key, kind in REQUIRED_KEYS.items():
+        if isinstance(state[key], bool) or not isinstance(state[key], kind):
+            raise CheckpointError(f"checkpoint {path} has a malformed {key!r} ({type(state[key]).__name__}); it cannot "
+                                  "be resumed (delete it to restart the run from epoch 0)")
+    rng = state["rng"]
+    if not all(k in rng for k in ("torch", "numpy", "python")):
+        raise CheckpointError(f"checkpoint {path} lacks part of its RNG state; it cannot be resumed "
+                              "(delete it to restart the run from epoch 0)")

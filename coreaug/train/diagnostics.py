@@ -339,11 +339,31 @@ def probe_diagnostics(
 
 
 def read_diagnostics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``run_dir/diagnostics.jsonl`` (empty list when absent)."""
+    """The rows of ``run_dir/diagnostics.jsonl`` (empty list when absent).
+
+    Raises :class:`~coreaug.errors.CheckpointError` naming the file and line when a line is not JSON, not an
+    object, or has no integer ``epoch`` (a damaged file would otherwise fail the resume with a traceback).
+    """
+    from coreaug.errors import CheckpointError
+
     path = Path(run_dir) / DIAGNOSTICS_JSONL
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise CheckpointError(f"{path} line {number} is not valid JSON ({exc.msg}); "
+                                  "delete the file to recompute the diagnostics") from None
+        epoch = row.get("epoch") if isinstance(row, dict) else None
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or not float(epoch).is_integer():
+            raise CheckpointError(f"{path} line {number} has no integer 'epoch'; "
+                                  "delete the file to recompute the diagnostics")
+        rows.append(row)
+    return rows
 
 
 def _probe_history(history: Any, indices: torch.Tensor) -> dict[str, Any] | None:

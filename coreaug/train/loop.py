@@ -171,18 +171,34 @@ def _locked_run_folder(out: Path, ctx: DistContext):
             lock.release()
 
 
+#: The files a run writes into its folder (checked to be files, where present, before a resume starts).
+_RUN_FILE_NAMES: tuple[str, ...] = (CHECKPOINT_NAME, "config.json", "metrics.csv", "metrics.jsonl", "results.json",
+                                    "diagnostics.csv", "diagnostics.jsonl")
+
+
 def _check_run_dir(out: Path, resume: bool, cfg: TrainConfig, *, created: bool) -> str:
-    """How to start (the folder is locked): ``"fresh"``, ``"checkpoint"`` (resume) or ``"restart"``
-    (``resume`` of a run stopped before its first checkpoint: epoch 0 with the same config)."""
+    """How to start (the folder is locked): ``"fresh"``, ``"checkpoint"`` (resume), ``"restart"``
+    (``resume`` of a run stopped before its first checkpoint: epoch 0 with the same config) or
+    ``"finished"`` (``resume`` of a completed run of this config: nothing to do, nothing is written).
+
+    ``resume`` into a folder that did not exist (``created``) starts the run: the earlier run was stopped
+    before it even created the folder (README: rerun the original command with ``--resume``)."""
     entries = [p.name for p in out.iterdir() if is_run_file(p.name)]
     if not resume:
         if entries:
             raise ConfigError(f"run folder {out} is not empty; pass --resume to continue it or choose another --out")
         return "fresh"
-    if (out / CHECKPOINT_NAME).is_file():
-        return "checkpoint"
     if created:
-        raise CheckpointError(f"cannot resume: run folder {out} does not exist")
+        return "fresh"
+    done = finished_results(out)
+    if done is not None and done.get("config_hash") == cfg.hash():
+        return "finished"
+    for name in _RUN_FILE_NAMES:  # a folder in place of a run file would fail only after an epoch of work
+        if (out / name).exists() and not (out / name).is_file():
+            raise CheckpointError(f"cannot resume: {out / name} is not a file; move it away and pass --resume again")
+    checkpoint = out / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        return "checkpoint"
     saved = out / "config.json"
     if saved.is_file():
         try:
@@ -309,6 +325,10 @@ def train(
     """
     cfg = validate(cfg)
     out = Path(out_dir)
+    if tensorboard is not None:  # before the run folder is touched
+        from coreaug.train.tensorboard import check_tensorboard_dir
+
+        check_tensorboard_dir(tensorboard)
     threads_before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -330,13 +350,18 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
     mode = _check_run_dir(out, resume, cfg, created=created)
+    if mode == "finished":  # nothing to do; results.json and every other file stay as they were
+        if main:
+            print(f"coreaug: note: {out} holds a finished run (results.json, completed): nothing to resume",
+                  file=sys.stderr)
+        return finished_results(out)
     checkpoint = read_checkpoint(out, config_hash=cfg.hash()) if mode == "checkpoint" else None
     if resume and checkpoint is None and main:
-        print(f"coreaug: note: no {CHECKPOINT_NAME} in {out} (the run stopped before its first checkpoint): "
+        print(f"coreaug: note: run folder {out} did not exist (the run stopped before creating it): starting the run"
+              if created else
+              f"coreaug: note: no {CHECKPOINT_NAME} in {out} (the run stopped before its first checkpoint): "
               "starting from epoch 0" + (" with its config.json" if mode == "restart" else ""), file=sys.stderr)
     if checkpoint is not None:
-        if int(checkpoint["epoch"]) >= cfg.epochs and (done := finished_results(out)) is not None:
-            return done  # a finished run: nothing to do, results.json stays as it was
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
     n = len(views["eval_train"])

@@ -14,7 +14,7 @@ from typing import Any
 
 from coreaug.errors import ConfigError
 
-__all__ = ["INSTALL_HINT", "TensorBoardLogger", "require_tensorboard"]
+__all__ = ["INSTALL_HINT", "TensorBoardLogger", "check_tensorboard_dir", "require_tensorboard"]
 
 INSTALL_HINT = 'pip install -e ".[tb]"'
 
@@ -26,6 +26,19 @@ def require_tensorboard():
     except ImportError:
         raise ConfigError(f"--tensorboard needs the tensorboard package; install it with: {INSTALL_HINT}") from None
     return SummaryWriter
+
+
+def check_tensorboard_dir(log_dir: str | Path) -> Path:
+    """Check, creating nothing, that TensorBoard can log to ``log_dir`` and that the package is installed.
+
+    Raises a one-line :class:`ConfigError` (package missing) or :class:`~coreaug.errors.OutputError` (a file
+    in the way, e.g. ``/dev/null`` or a path under a file, or no permission); call it before a run folder
+    is touched, so a bad ``--tensorboard`` costs nothing.
+    """
+    from coreaug.io import check_output_dir
+
+    require_tensorboard()
+    return check_output_dir(log_dir, "TensorBoard folder")
 
 
 def _scalar(v: Any) -> float | None:
