@@ -173,7 +173,7 @@ def check_convention(model: nn.Module, label: str, in_channels: int, image_size:
             out = model(x)
     except Exception as exc:  # each library raises its own types for a bad input size
         raise ConfigError(f"{label} cannot run on {in_channels}x{image_size}x{image_size} inputs "
-                          f"(config keys image_size/resize set the input size): {_first_line(exc)}") from None
+                          f"(pick a model that fits, or a larger image_size where the dataset has one): {_first_line(exc)}") from None
     finally:
         handle.remove()
         for m, flag in flags:
