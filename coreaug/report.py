@@ -5,7 +5,8 @@ A run folder is what :func:`coreaug.train.train` writes (``config.json``, ``resu
 over seeds (sample std, 0 for one seed), mean training wall-clock (training + selection, evaluation
 excluded) and the **speed-up vs ``full-aug``** = mean time of the ``full-aug`` group with the same
 dataset, model, epochs and label noise ÷ this group's mean time (docs/paper-notes.md §5.6: measured on the same
-device). Every file is written atomically.
+device). Every file is written atomically. A run folder reached twice (named twice, or inside a named
+folder, or through a symlink) counts once, and a report never writes into a run folder.
 
 Runs trained with ``--diagnostics-every K`` also carry ``diagnostics.csv``
 (:mod:`coreaug.train.diagnostics`); the report then adds ``diagnostics.csv`` (all runs' rows, with a
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from coreaug.errors import ConfigError
+from coreaug.errors import ConfigError, OutputError
 from coreaug.io import write_figure_atomic, write_text_atomic
 
 GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise", "method", "selector", "fraction")
@@ -48,7 +49,18 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand ``paths``: a run folder is kept; a folder of run folders is expanded one level (sorted)."""
+    """Expand ``paths``: a run folder is kept; a folder of run folders is expanded one level (sorted).
+
+    A run folder reached more than once (named twice, named and inside a named folder, through a symlink)
+    is kept once, at its first place; :func:`find_runs_once` also says which were dropped."""
+    return find_runs_once(paths)[0]
+
+
+def find_runs_once(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """:func:`find_runs` and the run folders it left out as repeats: ``(runs, [(repeat, kept), ...])``.
+
+    Two paths are the same run when they name the same folder on disk (same device and inode, so a
+    symlink or a bind mount is seen through), whatever their spelling."""
     found: list[Path] = []
     for p in map(Path, paths):
         if (p / "results.json").is_file():
@@ -62,7 +74,64 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             raise ConfigError(f"run folder {p} does not exist")
     if not found:
         raise ConfigError("no run folders given")
-    return found
+    return unique_folders(found)
+
+
+def folder_identity(path: str | Path) -> tuple[int, int] | str:
+    """What makes two paths one folder: ``(device, inode)`` (symlinks followed), else the resolved path."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return str(Path(path).resolve())
+    return (st.st_dev, st.st_ino)
+
+
+def unique_folders(folders: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """``folders`` without repeats of the same folder on disk (first kept) and the ``(repeat, kept)`` pairs."""
+    kept: dict[Any, Path] = {}
+    repeats: list[tuple[Path, Path]] = []
+    for f in folders:
+        first = kept.setdefault(folder_identity(f), f)
+        if first is not f:
+            repeats.append((f, first))
+    return list(kept.values()), repeats
+
+
+def repeats_note(repeats: Sequence[tuple[Path, Path]], k: int = 3) -> str:
+    """One line: ``N run folder(s) reached more than once, counted once: a (also as b), …``."""
+    shown = ", ".join(f"{kept} (also as {rep})" for rep, kept in repeats[:k])
+    more = f", … +{len(repeats) - k} more" if len(repeats) > k else ""
+    return f"{len(repeats)} run folder(s) reached more than once, counted once: {shown}{more}"
+
+
+#: Files only a run folder of ``coreaug train`` holds (with ``config.json``: its per-epoch files too).
+RUN_FOLDER_MARKERS: tuple[str, ...] = ("results.json", "checkpoint.pt", "metrics.jsonl", ".coreaug.lock")
+_RUN_FOLDER_WITH_CONFIG: tuple[str, ...] = ("metrics.csv", "diagnostics.csv", "diagnostics.jsonl")
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a run of ``coreaug train`` (finished, running or stopped)."""
+    d = Path(folder)
+    if any((d / m).is_file() for m in RUN_FOLDER_MARKERS):
+        return True
+    return (d / "config.json").is_file() and any((d / m).is_file() for m in _RUN_FOLDER_WITH_CONFIG)
+
+
+def check_report_folder(out_dir: str | Path, run_dirs: Iterable[str | Path] = ()) -> Path:
+    """Refuse (one-line :class:`OutputError`) a report folder that is, or lies inside, a run folder: one of
+    ``run_dirs`` or any folder that :func:`is_run_folder`. A report never writes into a run folder, so it
+    can never overwrite a run's own files (``diagnostics.csv``, ``metrics.csv``, …)."""
+    out = Path(out_dir)
+    runs = {folder_identity(d): Path(d) for d in run_dirs}
+    for folder in [out, *out.resolve().parents]:
+        if not folder.is_dir():
+            continue
+        run = runs.get(folder_identity(folder))
+        if run is not None or is_run_folder(folder):
+            where = "is the run folder" if folder_identity(folder) == folder_identity(out) else "is inside run folder"
+            raise OutputError(f"report folder {out} {where} {run or folder}: a report never writes into a run "
+                              "folder; choose another --out")
+    return out
 
 
 def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -260,11 +329,13 @@ def diagnostics_figure(runs: Sequence[dict[str, Any]]):
 
 def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
     """Load runs, write ``runs.csv``, ``summary.csv``, ``summary.md`` and ``accuracy_vs_time.png`` to ``out_dir``;
-    plus ``diagnostics.csv`` and ``diagnostics.png`` when any run has diagnostics."""
-    runs = [load_run(d) for d in find_runs(run_dirs)]
+    plus ``diagnostics.csv`` and ``diagnostics.png`` when any run has diagnostics. Each run counts once
+    (:func:`find_runs`); ``out_dir`` must not be a run folder (:func:`check_report_folder`)."""
+    found = find_runs(run_dirs)
+    out = check_report_folder(out_dir, found)
+    runs = [load_run(d) for d in found]
     df = runs_frame(runs)
     summary = summary_frame(df)
-    out = Path(out_dir)
     paths = {"runs": out / "runs.csv", "csv": out / "summary.csv", "md": out / "summary.md",
              "png": out / "accuracy_vs_time.png"}
     write_text_atomic(paths["runs"], df.to_csv(index=False))
@@ -497,9 +568,10 @@ def write_stats_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, l
     under the table), ``accuracy_vs_time.png`` and ``selector_accuracy.png`` in ``out_dir``, atomically."""
     import matplotlib.pyplot as plt
 
-    runs = [load_run(d) for d in find_runs(run_dirs)]
+    found = find_runs(run_dirs)
+    out = check_report_folder(out_dir, found)
+    runs = [load_run(d) for d in found]
     df, summary = _stats_frames(runs, level=level, alpha=alpha)
-    out = Path(out_dir)
     paths = {"runs": out / "runs.csv", "csv": out / "summary.csv", "md": out / "summary.md",
              "png": out / "accuracy_vs_time.png", "selectors_png": out / "selector_accuracy.png"}
     write_text_atomic(paths["runs"], df.to_csv(index=False))

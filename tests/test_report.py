@@ -84,3 +84,38 @@ def test_report_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match="no finished run"):
         find_runs([tmp_path / "empty"])
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------- issue 21: nothing lost, nothing counted twice
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["core-s0", "core-s0/sub", "fullaug-s0"])
+def test_report_never_writes_into_a_run_folder(runs, tmp_path, capsys, target):
+    """Item 2: --out a run folder (or inside one) is refused with one line and nothing of the run changes."""
+    before = {d.name: _snapshot(d) for d in runs.iterdir()}
+    assert (runs / "core-s0" / "diagnostics.csv").is_file()  # the file a report would overwrite
+    for argv in ([str(runs)], [str(runs / "core-s0"), str(runs / "core-s1")]):
+        assert main(["report", *argv, "--out", str(runs / target), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("coreaug: error: ") and "run folder" in err[0], err
+    assert {d.name: _snapshot(d) for d in runs.iterdir()} == before
+    assert not (runs / "core-s0" / "sub").exists()
+
+
+def test_a_run_given_twice_is_counted_once(runs, tmp_path, capsys):
+    """Item 3: the same run folder reached twice (named twice, inside a given folder, through a symlink)
+    is one seed, and the report says so in one note line."""
+    link = tmp_path / "link"
+    link.symlink_to(runs / "core-s0", target_is_directory=True)
+    cases = [[runs / "core-s0", runs / "core-s0"], [runs, runs / "core-s0"], [runs, link], [runs, runs]]
+    for i, argv in enumerate(cases):
+        out = tmp_path / f"r{i}"
+        assert main(["report", *map(str, argv), "--out", str(out), "--quiet"]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("coreaug: note: ") and "counted once" in err[0], err
+        rows = pd.read_csv(out / "runs.csv")
+        assert len(rows) == len({p.resolve() for p in find_runs(argv)}) == (1 if i == 0 else 3)
+        core = pd.read_csv(out / "summary.csv").query("method == 'subset-only'").iloc[0]
+        assert core.seeds == (1 if i == 0 else 2)

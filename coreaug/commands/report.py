@@ -2,7 +2,9 @@
 
 A RUN_DIR may also be a folder of run folders (expanded one level). Unfinished runs (a run folder
 without ``results.json``: still running, or stopped) are left out, and the report says how many
-and which. Example::
+and which. A run reached more than once (``report A A``, ``report SWEEP SWEEP/cell``, a symlink) counts
+once, with a note. ``--out`` may not be (or lie inside) a run folder: a report never touches a run's
+files. Example::
 
     coreaug report runs/digits --out runs/digits/report
 """
@@ -26,14 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def unfinished_runs(paths: list[str]) -> list[Path]:
-    """Run folders among ``paths`` (and their direct sub-folders) that have no ``results.json``."""
+    """Run folders among ``paths`` (and their direct sub-folders) that have no ``results.json`` (each once)."""
+    from coreaug.report import unique_folders
+
     found: list[Path] = []
     for p in map(Path, paths):
         candidates = [p] if any((p / m).is_file() for m in _RUN_MARKERS) else (
             sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else [])
         found += [c for c in candidates
                   if not (c / "results.json").is_file() and any((c / m).is_file() for m in _RUN_MARKERS)]
-    return found
+    return unique_folders(found)[0]
 
 
 def _describe(skipped: list[Path], k: int = 5) -> str:
@@ -43,17 +47,21 @@ def _describe(skipped: list[Path], k: int = 5) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from coreaug.io import check_output_dir
-    from coreaug.report import write_report
+    from coreaug.report import check_report_folder, find_runs_once, repeats_note, write_report
 
     check_output_dir(args.out)
     skipped = unfinished_runs(args.runs)
     try:
-        paths = write_report(args.runs, args.out)
+        found, repeats = find_runs_once(args.runs)
     except ConfigError as exc:
         raise ConfigError(f"{exc} ({_describe(skipped)})" if skipped else str(exc)) from None
+    check_report_folder(args.out, [*found, *skipped])
+    paths = write_report(found, args.out)
     if not args.quiet:
         print(paths["md"].read_text(encoding="utf-8"), end="")
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if repeats:
+        print(f"coreaug: note: {repeats_note(repeats)}", file=sys.stderr)
     if skipped:
         print(f"coreaug: note: {_describe(skipped)}", file=sys.stderr)
     return 0
