@@ -64,7 +64,8 @@ def test_names_are_checked_with_one_line_errors(tmp_path):
     good.write_text("dataset: digits\nmodel: timm:resnet10t\n")
     assert read_config_file(good)["model"] == "timm:resnet10t"
     assert resolve_config(config_file=good).model == "timm:resnet10t"
-    assert resolve_config(overrides={"model": "torchvision:mobilenet_v3_small"}).model == "torchvision:mobilenet_v3_small"
+    tv = "torchvision:mobilenet_v3_small"
+    assert resolve_config(overrides={"model": tv}).model == tv
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: timm:no_such_net\n")
     with pytest.raises(ConfigError, match="unknown timm model 'no_such_net'"):

@@ -116,14 +116,6 @@ def _torchvision_options(arch: str, image_size: int) -> dict[str, Any]:
     return {}
 
 
-def _submodule_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    *path, leaf = name.split(".")
-    parent = model
-    for part in path:
-        parent = getattr(parent, part)
-    return parent, leaf
-
-
 def first_conv_name(model: nn.Module) -> str | None:
     """Name of the first ``nn.Conv2d`` in module order (the stem), or ``None``."""
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
@@ -138,8 +130,8 @@ def adapt_first_conv(model: nn.Module, in_channels: int, label: str) -> None:
                           f"plain 3-channel Conv2d")
     new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
                     dilation=conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode)
-    parent, leaf = _submodule_parent(model, name)
-    setattr(parent, leaf, new)
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent), leaf, new)
 
 
 def _build_torchvision(arch: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
@@ -162,7 +154,8 @@ def check_convention(model: nn.Module, label: str, in_channels: int, image_size:
     try:
         fc = classifier_layer(model)
     except ConfigError:
-        raise ConfigError(f"{label} has no nn.Linear classifier, which the proxy pass needs; it is not supported") from None
+        raise ConfigError(f"{label} has no nn.Linear classifier, which the proxy pass needs; "
+                          f"it is not supported") from None
     seen: dict[str, torch.Tensor] = {}
     handle = fc.register_forward_hook(lambda _m, inp, out: seen.update(h=inp[0], z=out))
     flags = [(m, m.training) for m in model.modules()]
@@ -172,8 +165,8 @@ def check_convention(model: nn.Module, label: str, in_channels: int, image_size:
         with torch.no_grad():
             out = model(x)
     except Exception as exc:  # each library raises its own types for a bad input size
-        raise ConfigError(f"{label} cannot run on {in_channels}x{image_size}x{image_size} inputs "
-                          f"(pick a model that fits, or a larger image_size where the dataset has one): {_first_line(exc)}") from None
+        raise ConfigError(f"{label} cannot run on {in_channels}x{image_size}x{image_size} inputs (pick a model "
+                          f"that fits, or a larger image_size where the dataset has one): {_first_line(exc)}") from None
     finally:
         handle.remove()
         for m, flag in flags:
