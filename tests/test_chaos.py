@@ -163,3 +163,77 @@ def test_sigkill_at_more_points(tmp_path, capsys):
     assert "epoch=1" in left["epoch:end#1"] and "epoch=1" in left["train:step#7"]
     assert "checkpoint.pt" not in left["write:metrics.jsonl#1"]
     assert "epoch=3" in left["epoch:end#3"] and "results.json" not in left["epoch:end#3"]
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+SWEEP_ARGS = ["--preset", "digits-quick", "--model", "mlp", "--epochs", "2", "--batch-size", "64", "--milestones", "",
+              "--strong-aug", "gaussian-noise", "--device", "cpu", "--threads", "1", "--methods", "subset-only",
+              "--selectors", "coreset,random", "--fractions", "0.1", "--seeds", "0", "--quiet"]
+SWEEP_CELLS = ("subset-only__coreset__f0.1__s0", "subset-only__random__f0.1__s0")
+
+
+def _start_sweep(point: str, out: Path, sentinel: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "COREAUG_PAUSE_AT": point, "COREAUG_PAUSE_FILE": str(sentinel), "COREAUG_PAUSE_TIMEOUT": "300"}
+    return subprocess.Popen([sys.executable, "-m", "coreaug", "sweep", *SWEEP_ARGS, "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=out.parent)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _assert_same_cell(run: Path, ref: Path, epochs: int) -> None:
+    """``run`` ended exactly as ``ref``: files, final weights and subset, per-epoch rows, diagnostics, results."""
+    assert sorted(p.name for p in run.iterdir()) == RUN_FILES  # no lock file, no temp files left
+    a, b = load_checkpoint(run / "checkpoint.pt"), load_checkpoint(ref / "checkpoint.pt")
+    assert a["epoch"] == b["epoch"] == epochs and a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["subset"][k], b["subset"][k]) for k in ("indices", "weights"))
+    assert _rows(run) == _rows(ref)
+    diag = [[{k: v for k, v in json.loads(line).items() if k != "time"}
+             for line in (d / "diagnostics.jsonl").read_text().splitlines()] for d in (run, ref)]
+    assert [r["epoch"] for r in diag[1]] == [0, epochs] and diag[0] == diag[1]
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (run, ref))
+    assert {k: ra[k] for k in RESULT_KEYS} == {k: rb[k] for k in RESULT_KEYS}
+    assert json.loads((run / "config.json").read_text()) == json.loads((ref / "config.json").read_text())
+
+
+def test_sigkill_a_sweep_in_a_cells_first_epoch_then_rerun_equals_uninterrupted(tmp_path, capsys):
+    """SIGKILL a sweep in the first epoch of its 2nd cell (the 1st is complete, the 2nd has config.json and
+    the epoch-0 diagnostics, no checkpoint). While it is paused, a second sweep into the same OUT is refused
+    at once and changes nothing. The rerun skips the 1st cell, starts the 2nd over, and every cell, and the
+    report, ends as in an uninterrupted sweep."""
+    import pandas as pd
+
+    ref = tmp_path / "reference"
+    assert main(["sweep", *SWEEP_ARGS, "--out", str(ref)]) == 0
+    steps = json.loads((ref / SWEEP_CELLS[0] / "results.json").read_text())["steps_total"]
+    out, sentinel = tmp_path / "sweep", tmp_path / "sweep.paused"
+    proc = _start_sweep(f"train:step#{steps + 2}", out, sentinel)  # the 2nd step of the 2nd cell
+    try:
+        pid = _wait_paused(proc, sentinel)
+        before = _tree(out)
+        capsys.readouterr()
+        assert main(["sweep", *SWEEP_ARGS, "--out", str(out)]) == 2
+        cap = capsys.readouterr()
+        assert cap.err.splitlines() == [
+            f"coreaug: error: sweep folder {out} is in use by another sweep (PID {pid}): nothing was run; "
+            "wait for it to end, then rerun to finish the grid, or choose another --out"]
+        assert cap.out == "" and _tree(out) == before
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+    assert (out / SWEEP_CELLS[0] / "results.json").is_file() and not (out / "report").exists()
+    assert sorted(p.name for p in (out / SWEEP_CELLS[1]).iterdir()) == [
+        LOCK_NAME, "config.json", "diagnostics.csv", "diagnostics.jsonl"]
+    assert main(["sweep", *SWEEP_ARGS, "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert f"[1/2] {SWEEP_CELLS[0]}: skipped (completed" in cap.out
+    assert f"[2/2] {SWEEP_CELLS[1]}: resumed, acc" in cap.out
+    assert "starting from epoch 0" in cap.err and "coreaug: error" not in cap.err
+    for cell in SWEEP_CELLS:
+        _assert_same_cell(out / cell, ref / cell, epochs=2)
+    keys = ["method", "selector", "fraction", "seed", "final_acc", "best_acc"]
+    runs, ref_runs = (pd.read_csv(d / "report" / "runs.csv") for d in (out, ref))
+    assert runs[keys].equals(ref_runs[keys]) and len(runs) == len(SWEEP_CELLS)
