@@ -431,3 +431,27 @@ def test_a_blocked_report_folder_stops_the_sweep_before_any_run(tmp_path, monkey
     assert sorted(p.name for p in out.iterdir()) == ["report"]
     monkeypatch.undo()
     assert main(_GRID2 + ["--out", str(out), "--no-report", "--epochs", "1"]) == 0  # without a report it can run
+
+
+def test_a_sweep_into_a_run_folder_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
+    import coreaug.train as train_pkg
+
+    run = tmp_path / "run"
+    train(_cfg("random", epochs=1), run, quiet=True)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    monkeypatch.setattr(train_pkg, "train", lambda *a, **k: pytest.fail("must not train"))
+    for out in (run, run / "sub"):
+        assert main(_GRID2 + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("coreaug: error: ") and "run folder" in err[0], err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_grid_points_sharing_a_folder_are_rejected_in_one_line():
+    from coreaug.sweep import RunPoint, _check_names_unique
+
+    a = RunPoint("subset-only__random__f0.1__s0", "subset-only", "random", 0.1, 0)
+    b = RunPoint("subset-only__random__f0.1__s0", "subset-only", "random", 0.1000001, 0)
+    with pytest.raises(ConfigError, match=r"would share the run folder subset-only__random__f0.1__s0") as e:
+        _check_names_unique([a, b])
+    assert "0.1000001" in str(e.value) and "\n" not in str(e.value)

@@ -93,7 +93,6 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coreaug.io import check_output_dir
     from coreaug.runlock import acquire_sweep_lock
     from coreaug.sweep import build_grid, expand_grid, load_note, plan_sweep
 
@@ -103,9 +102,7 @@ def run(args: argparse.Namespace) -> int:
                       selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides)
     out = Path(args.out)
     expand_grid(spec)  # bad grids (e.g. two points sharing a folder) fail before anything is created
-    check_output_dir(out, "sweep folder")
-    if not args.no_report:  # a file in the way of OUT/report fails now, not after every run
-        check_output_dir(out / "report", "report folder")
+    _check_out(out, report=not args.no_report)
     if args.dry_run:
         return _dry_run(spec, out)
     # One sweep writes into OUT at a time: its cells, their bookkeeping and OUT/report. The lock is taken
@@ -114,6 +111,20 @@ def run(args: argparse.Namespace) -> int:
         planned = plan_sweep(spec, out)
         print(_headline(spec, out, planned) + (f"; {load_note()}" if load_note() else ""), flush=True)
         return _run_and_report(args, out, planned)
+
+
+def _check_out(out: Path, *, report: bool) -> None:
+    """Fail now, in one line, where the sweep could not write OUT or OUT/report (a file in the way, no
+    permission, OUT or OUT/report a run folder of `coreaug train`), not after every run."""
+    from coreaug.io import check_output_dir
+    from coreaug.report import check_report_folder, is_run_folder
+
+    check_output_dir(out, "sweep folder")
+    if is_run_folder(out):
+        raise ConfigError(f"sweep folder {out} is a run folder of `coreaug train`; choose another --out")
+    if report:
+        check_output_dir(out / "report", "report folder")
+        check_report_folder(out / "report")
 
 
 def _headline(spec, out: Path, planned: list) -> str:
