@@ -44,10 +44,29 @@ class CoreaugArgumentParser(argparse.ArgumentParser):
     Sub-command parsers made by ``add_subparsers`` inherit this class.
     """
 
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's signature
+        self.argv = list(sys.argv[1:] if args is None else args)  # seen by _VersionAction
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         command = " COMMAND" if self._subparsers is not None else ""
         self._print_message(f"usage: {self.prog}{command} [options]  (all options: {self.prog} --help)\n", sys.stderr)
         self.exit(2, f"coreaug: error: {_one_line(message)}\n")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: prints ``coreaug X.Y.Z`` and exits 0, but only as the sole argument (else a usage error)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        if getattr(parser, "argv", [option_string]) != [option_string]:
+            parser.error(f"{option_string} takes no other arguments")
+        from coreaug import __version__
+
+        parser._print_message(f"coreaug {__version__}\n", sys.stdout)  # stdout, like argparse's own version action
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="coreaug",
         description="Data-efficient augmentation: train on augmented coresets, inspect Jacobian spectra.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print 'coreaug VERSION' and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
@@ -182,6 +202,8 @@ def _main(argv: Sequence[str] | None, interrupts: _Interrupts | None = None) -> 
     try:
         return int(args._run(args) or 0)
     except Exception as exc:  # noqa: BLE001 - classified below; bugs are re-raised
+        if interrupts is not None and interrupts.count:
+            raise  # main() reports the interrupt
         message = user_error_message(exc)
         if message is None or os.environ.get("COREAUG_DEBUG"):
             raise
