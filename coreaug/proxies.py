@@ -130,7 +130,9 @@ def _batches(dataset: Dataset, positions: torch.Tensor | None, batch_size: int, 
                 yield dataset.x.index_select(0, idx), dataset.targets.index_select(0, idx), idx
         return
     src = dataset if positions is None else Subset(dataset, positions.tolist())
-    loader = DataLoader(src, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin)
+    # its own generator: iterating a DataLoader draws a base seed, which would advance the global RNG
+    loader = DataLoader(src, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin,
+                        generator=torch.Generator())
     for batch in loader:
         yield batch[0], torch.as_tensor(batch[1]), torch.as_tensor(batch[2], dtype=torch.long)
 
@@ -180,6 +182,7 @@ def compute_proxies(
     channels_last: bool | None = None,
     out_device: str | torch.device | None = "cpu",
     needs: Any = None,
+    head: nn.Module | None = None,
 ) -> Proxies:
     """One ``model.eval()``, ``torch.no_grad()`` pass over ``dataset`` (items ``(x, y, index)``).
 
@@ -206,6 +209,8 @@ def compute_proxies(
         needs: selector needs (e.g. ``coreaug.select.get_selector(name).needs``): ``"probs"``,
             ``"embedding"`` and ``"grad_norm"`` also fill :attr:`Proxies.probs` / ``embeddings`` /
             ``grad_norms`` in the same pass; features and losses are always computed.
+        head: the layer whose output are the logits (default: :func:`coreaug.models.last_linear`);
+            its input is the embedding ``h`` of ``kind="weight"`` and the embedding selectors.
 
     Nothing waits for the device inside the loop: features and losses accumulate in preallocated
     device buffers, labels are checked on the host before they are moved, and the finiteness check
@@ -230,7 +235,7 @@ def compute_proxies(
     if m == 0:
         raise InputError("dataset is empty; nothing to compute proxies for")
     net = getattr(model, "module", model)  # unwrap DDP: no collective ops in this local pass
-    fc = last_linear(net)
+    fc = head if head is not None else last_linear(net)
     if device is None:
         param = next(net.parameters(), None)
         dev = param.device if param is not None else torch.device("cpu")

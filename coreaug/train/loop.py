@@ -47,14 +47,14 @@ from coreaug.train.checkpoint import (
     write_checkpoint,
 )
 from coreaug.train.config import TrainConfig, config_from_dict, read_config_file, validate
-from coreaug.train.distributed import (
+from coreaug.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
-from coreaug.train.epoch_data import (
-    WEAK, EpochDataset, PersistentEpochLoader, derive_seed, make_loader, plan_epoch, seed_everything,
-)
+from coreaug.api.epoch import WEAK
+from coreaug.api.loss import weighted_loss as weighted_batch_loss
+from coreaug.runtime import Timer, derive_seed, seed_everything
 from coreaug.train.diagnostics import TrainingDiagnostics
-from coreaug.train.subsets import SubsetState, Timer, needs_reselection, select_subset
+from coreaug.train.subsets import coreset_for
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 
 METRIC_FIELDS: tuple[str, ...] = (
@@ -63,12 +63,6 @@ METRIC_FIELDS: tuple[str, ...] = (
     "reselected", "steps", "selection_share",
     "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
 )
-
-
-def weighted_batch_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``mean_i(w_i · CE(logits_i, y_i))`` — the official code's weighted loss (docs/paper-notes.md §3.6)."""
-    per_example = F.cross_entropy(logits.float(), targets, reduction="none")
-    return (weights.to(per_example.dtype) * per_example).mean()
 
 
 @torch.no_grad()
@@ -385,7 +379,6 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     rows: list[dict[str, Any]] = []
-    state: SubsetState | None = None
     start_epoch = 0
     if checkpoint is not None:
         raw_model.load_state_dict(checkpoint["model"])
@@ -394,9 +387,14 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         scaler.load_state_dict(checkpoint["scaler"])
         set_rng_state(checkpoint["rng"])
         rows = list(checkpoint["metrics"])
-        state = SubsetState.from_dict(checkpoint["subset"]) if checkpoint["subset"] is not None else None
         start_epoch = int(checkpoint["epoch"])
     tracker = _forgetting_tracker(cfg, n, checkpoint)  # None unless the selector reads the training history
+    workers = resolve_num_workers(cfg.num_workers, device)
+    # the public API's schedule: selection, regime, epoch composition and the loader (one pipeline)
+    coreset = coreset_for(cfg, views["weak"], views["strong"], views["eval_train"], num_workers=workers,
+                          history=tracker)
+    if checkpoint is not None and checkpoint["subset"] is not None:
+        coreset.load_state_dict(checkpoint["subset"])
     model: nn.Module = raw_model
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -416,11 +414,6 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             diag_pending = _diagnose(diag, raw_model, start_epoch, tb, tracker)
     barrier(ctx)
 
-    workers = resolve_num_workers(cfg.num_workers, device)
-    persistent = PersistentEpochLoader(
-        views["weak"], views["strong"], n, batch_size=cfg.batch_size, num_workers=workers,
-        pin_memory=device.type == "cuda", distributed=ctx.enabled, rank=ctx.rank, world_size=ctx.world_size,
-    ) if workers > 0 else None
     elapsed0 = rows[-1]["elapsed"] if rows else 0.0
     wall0 = rows[-1]["wall_clock"] if rows else 0.0
     t_start = time.perf_counter()
@@ -431,32 +424,21 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         # subsets) a function of (seed, epoch) only: a resumed run replays exactly.
         seed_everything(derive_seed(cfg.seed, epoch, 0))
         reselected, sel_time = False, 0.0
-        if cfg.uses_subset and (state is None or needs_reselection(epoch, cfg.reselect_every)):
+        if coreset.due(epoch):
             with Timer(device) as t:
                 # every rank takes part (sharded proxy pass, classes split) and gets the same (S, γ)
                 with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
-                    state = select_subset(cfg, raw_model, views["eval_train"], epoch=epoch, device=device, ctx=ctx,
-                                          history=tracker)
+                    coreset.select(raw_model, epoch, device=device, ctx=ctx)
                     sbar.update(1)
             sel_time, reselected = t.elapsed, True
             if ctx.enabled:  # every rank must train on the same selection
-                digests = all_gather_object(hash((tuple(state.indices.tolist()), tuple(state.weights.tolist()))), ctx)
+                digests = all_gather_object(hash((tuple(coreset.indices.tolist()),
+                                                  tuple(coreset.weights.tolist()))), ctx)
                 if len(set(digests)) != 1:
                     raise RuntimeError("DDP ranks disagree on the selected subset")
-        plan = plan_epoch(
-            cfg.method, n,
-            subset=state.indices if state is not None else None,
-            gamma=state.weights if state is not None else None,
-            random_main=state.random_main if state is not None else None,
-            aug_weight=cfg.aug_weight,
-        )
-        loader_seed = derive_seed(cfg.seed, epoch, 3) % 2**63
-        if persistent is not None:  # loader workers: started once, reused every epoch
-            loader = persistent.epoch(plan, seed=loader_seed, epoch=epoch)
-        else:
-            epoch_ds = EpochDataset.from_plan(plan, views["weak"], views["strong"])
-            loader = make_loader(epoch_ds, batch_size=cfg.batch_size, seed=loader_seed, distributed=ctx.enabled,
-                                 rank=ctx.rank, world_size=ctx.world_size, epoch=epoch, pin_memory=device.type == "cuda")
+        loader = coreset.loader(raw_model, epoch, batch_size=cfg.batch_size, num_workers=workers,
+                                pin_memory=device.type == "cuda", with_index=True, ctx=ctx)
+        plan = coreset.plan(epoch)
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -513,7 +495,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             "elapsed": elapsed0 + (time.perf_counter() - t_start),
             "subset_size": plan.subset_size if cfg.uses_subset else 0,
             # largest γ of the current selection (mean 1): a few heavy points make SGD steps large
-            "subset_weight_max": float(state.weights.max()) if state is not None and state.weights.numel() else None,
+            "subset_weight_max": float(coreset.weights.max()) if coreset.weights is not None
+            and coreset.weights.numel() else None,
             "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
             # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
             "selection_share": _share(sel_time, train_time),
@@ -527,7 +510,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 "config_hash": cfg.hash(), "config": cfg.to_dict(), "epoch": epoch + 1,
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "subset": state.to_dict() if state is not None else None, "metrics": rows,
+                "subset": coreset.state_dict() if coreset.selection is not None else None, "metrics": rows,
                 "forgetting": tracker.state_dict() if tracker is not None else None,
             })
             pause_point("epoch:end")  # fault-injection tests: killed right after a checkpoint
