@@ -99,7 +99,8 @@ def unique_folders(folders: Iterable[Path]) -> tuple[list[Path], list[tuple[Path
 
 def repeats_note(repeats: Sequence[tuple[Path, Path]], k: int = 3) -> str:
     """One line: ``N run folder(s) reached more than once, counted once: a (also as b), …``."""
-    shown = ", ".join(f"{kept} (also as {rep})" for rep, kept in repeats[:k])
+    shown = ", ".join(f"{kept} (given twice)" if str(rep) == str(kept) else f"{kept} (also as {rep})"
+                      for rep, kept in repeats[:k])
     more = f", … +{len(repeats) - k} more" if len(repeats) > k else ""
     return f"{len(repeats)} run folder(s) reached more than once, counted once: {shown}{more}"
 
@@ -128,9 +129,10 @@ def check_report_folder(out_dir: str | Path, run_dirs: Iterable[str | Path] = ()
             continue
         run = runs.get(folder_identity(folder))
         if run is not None or is_run_folder(folder):
-            where = "is the run folder" if folder_identity(folder) == folder_identity(out) else "is inside run folder"
-            raise OutputError(f"report folder {out} {where} {run or folder}: a report never writes into a run "
-                              "folder; choose another --out")
+            where = ("is a run folder" if folder_identity(folder) == folder_identity(out)
+                     else f"is inside run folder {run or folder}")
+            raise OutputError(f"report folder {out} {where}: a report never writes into a run folder; "
+                              "choose another --out")
     return out
 
 
