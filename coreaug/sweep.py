@@ -460,7 +460,24 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
     (``DatasetNotFoundError`` is re-raised). ``KeyboardInterrupt`` stops it too (the interrupted run
     keeps its checkpoint and resumes next time). With ``deadline`` (a ``time.perf_counter()`` value) no
     run starts after it: those left are reported as ``not started`` (neither done nor failed).
+
+    The sweep folder of every planned run is locked (:func:`coreaug.runlock.acquire_sweep_lock`, re-entrant:
+    ``coreaug sweep`` already holds it while planning) for the whole call; another live sweep into one of
+    them raises :class:`~coreaug.errors.RunFolderBusyError` before anything runs.
     """
+    import contextlib
+
+    from coreaug.runlock import acquire_sweep_lock
+
+    with contextlib.ExitStack() as locks:
+        for folder in sorted({p.dir.parent for p in planned}, key=str):
+            locks.enter_context(acquire_sweep_lock(folder))
+        return _run_planned(planned, quiet_runs=quiet_runs, log=log, train_fn=train_fn, deadline=deadline)
+
+
+def _run_planned(planned: Sequence[PlannedRun], *, quiet_runs: bool, log: Callable[[str], None],
+                 train_fn: Callable[..., dict[str, Any]] | None, deadline: float | None) -> SweepOutcome:
+    """:func:`run_sweep`'s loop (the sweep folders are locked)."""
     if train_fn is None:
         from coreaug.train import train as train_fn
     t0 = time.perf_counter()

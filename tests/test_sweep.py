@@ -455,3 +455,29 @@ def test_grid_points_sharing_a_folder_are_rejected_in_one_line():
     with pytest.raises(ConfigError, match=r"would share the run folder subset-only__random__f0.1__s0") as e:
         _check_names_unique([a, b])
     assert "0.1000001" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_run_sweep_refuses_a_sweep_folder_another_sweep_holds(tmp_path):
+    """Item 4 at the library level: run_sweep takes the sweep lock too (re-entrant within a process)."""
+    import subprocess
+    import sys
+
+    from coreaug.errors import RunFolderBusyError
+    from coreaug.runlock import acquire_sweep_lock
+
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
+                      overrides={**TINY})
+    plan = plan_sweep(spec, tmp_path / "out")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from coreaug.runlock import acquire_sweep_lock; "
+                               f"acquire_sweep_lock({str(tmp_path / 'out')!r}); print('held', flush=True); "
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderBusyError, match=rf"in use by another sweep \(PID {holder.pid}\)"):
+            run_sweep(plan, log=lambda s: None, train_fn=lambda *a, **k: pytest.fail("must not train"))
+    finally:
+        holder.communicate("")
+    with acquire_sweep_lock(tmp_path / "out"):  # held here: run_sweep re-enters it
+        outcome = run_sweep(plan, log=lambda s: None, deadline=0.0, train_fn=lambda *a, **k: pytest.fail("no"))
+    assert outcome.status == {plan[0].point.name: "not started"}
+    assert list((tmp_path / "out").iterdir()) == []  # the lock file is gone with the last holder
