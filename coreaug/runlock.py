@@ -115,7 +115,8 @@ class RunLock:
                 pass
             os.close(fd)
         else:  # pragma: no cover - 50 lost races in a row
-            raise RunFolderBusyError(f"{self.what} {self.folder} is in use by other {self.holder}s starting and stopping")
+            raise RunFolderBusyError(
+                f"{self.what} {self.folder} is in use by other {self.holder}s starting and stopping")
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())

@@ -8,10 +8,14 @@ A grid is a :class:`GridSpec`: a base (``preset`` + optional config file + fixed
     full-aug__s0                        full / full-aug: once per seed (no selector, no fraction)
 
 :func:`run_sweep` runs them into ``OUT/<name>/`` with :func:`coreaug.train.train` in this process,
-skipping completed runs (``results.json`` with ``completed: true`` and the same config hash),
-resuming interrupted ones (``checkpoint.pt`` present) and reporting a failed run in one line
-while the sweep goes on. Grid presets (:data:`GRID_PRESETS`) and YAML grid files use the same keys
-as :class:`GridSpec`; the selector ``all`` expands to every selector the training config accepts.
+skipping completed runs (``results.json`` with ``completed: true``, whose ``config.json`` and
+``results.json`` both describe the grid point), resuming interrupted ones (``checkpoint.pt`` present),
+starting over those stopped before their first checkpoint (``config.json`` of the same configuration:
+the rules of ``coreaug train --resume``) and reporting a failed run in one line while the sweep goes on.
+Distinct grid points always get distinct folders; one sweep at a time writes into ``OUT`` (the sweep
+lock, :func:`coreaug.runlock.acquire_sweep_lock`). Grid presets (:data:`GRID_PRESETS`) and YAML grid
+files use the same keys as :class:`GridSpec`; the selector ``all`` expands to every selector the
+training config accepts.
 """
 
 from __future__ import annotations

@@ -395,7 +395,8 @@ def test_fractions_that_print_alike_get_their_own_folders(tmp_path):
     assert run_name("subset", "coreset", 1.0, 0) == "subset__coreset__f1__s0"  # unchanged where %g is exact
     outcome = run_sweep(plan_sweep(spec, tmp_path), log=lambda s: None)
     assert outcome.failed == [] and len(set(outcome.completed_dirs)) == 2
-    assert [json.loads((d / "results.json").read_text())["fraction"] for d in outcome.completed_dirs] == [0.1, 0.1000001]
+    fractions = [json.loads((d / "results.json").read_text())["fraction"] for d in outcome.completed_dirs]
+    assert fractions == [0.1, 0.1000001]
 
 
 def test_a_completed_run_from_elsewhere_is_not_taken_for_a_cell(tmp_path):
@@ -468,9 +469,9 @@ def test_run_sweep_refuses_a_sweep_folder_another_sweep_holds(tmp_path):
     spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
                       overrides={**TINY})
     plan = plan_sweep(spec, tmp_path / "out")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from coreaug.runlock import acquire_sweep_lock; "
-                               f"acquire_sweep_lock({str(tmp_path / 'out')!r}); print('held', flush=True); "
-                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    code = ("import sys; from coreaug.runlock import acquire_sweep_lock; "
+            f"acquire_sweep_lock({str(tmp_path / 'out')!r}); print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunFolderBusyError, match=rf"in use by another sweep \(PID {holder.pid}\)"):
