@@ -183,8 +183,8 @@ def check_fraction(fraction: Any) -> None:
 
 def check_head(model: nn.Module, head: nn.Module | None, labels: torch.Tensor, num_classes: int | None = None
                ) -> nn.Module:
-    """The classifier layer whose output are the logits, checked against the labels: its width must
-    equal ``num_classes`` when given, and exceed every label otherwise."""
+    """The classifier layer whose output are the logits, checked: its width must equal ``num_classes``
+    (default: ``max(label) + 1``)."""
     from coreaug.models import last_linear
 
     net = getattr(model, "module", model)
@@ -198,9 +198,9 @@ def check_head(model: nn.Module, head: nn.Module | None, labels: torch.Tensor, n
     if width is None:
         return head
     classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    if (num_classes is not None and int(width) != classes) or int(width) < classes:
+    if int(width) != classes:
         raise InputError(f"the classifier {type(head).__name__} outputs {width} logits but the dataset has "
-                         f"{classes} classes: give the model a {classes}-way head")
+                         f"{classes} classes: give the model a {classes}-way head (or pass num_classes=)")
     return head
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,8 @@ import torch
 from coreaug.commands._args import check_ranges
 from coreaug.errors import ConfigError, OutputError
 from coreaug.io import exclusive_create
-from coreaug.select import (
-    GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, get_selector, resolve_method, select,
-)
+from coreaug.api.selection import select_from_view
+from coreaug.select import GREEDY_METHODS, PER_CLASS_MODES, SELECTION_METHODS, SIMILARITIES, get_selector, resolve_method
 
 _FORMATS = (".json", ".csv", ".pt")
 
@@ -106,53 +104,38 @@ def run(args: argparse.Namespace) -> int:
     labels = torch.as_tensor(train.targets, dtype=torch.long)
     n = labels.numel()
     budget: int | float = args.budget if args.budget is not None else args.fraction
-    t0 = time.perf_counter()
-    kw: dict[str, Any] = {"per_class": args.per_class}
-    if not spec.needs:
-        sel = select(method, labels=labels, fraction=budget, seed=args.seed, **kw)
-        positions_to_index = torch.arange(n)
-        proxy_time = 0.0
-    else:
-        from coreaug.proxies import compute_proxies
-
-        model = _load_model(args, bundle, device)
-        proxies = compute_proxies(model, train, kind=args.proxy, batch_size=args.batch_size, device=device,
-                                  num_workers=args.num_workers, proj_dim=args.proj_dim, seed=args.seed,
-                                  needs=spec.needs)
-        proxy_time = time.perf_counter() - t0
-        if method == "coreset":
-            kw.update(greedy=args.greedy, similarity=args.similarity, normalize_weights=args.normalize_weights,
-                      device=device)
-        elif method == "graph_cut":
-            kw.update(similarity=args.similarity, device=device)
-        elif method == "craig_pb":
-            kw.update(similarity=args.similarity, greedy=args.greedy)
-        elif method in ("kcenter", "herding"):
-            kw.update(device=device)
-        sel = select(method, features=proxies.features, labels=proxies.labels, losses=proxies.losses,
-                     probs=proxies.probs, embeddings=proxies.embeddings, grad_norms=proxies.grad_norms,
-                     fraction=budget, seed=args.seed, **kw)
-        if spec.weighted and method != "coreset" and args.normalize_weights:
-            sel = type(sel)(sel.indices, sel.weights * (sel.weights.numel() / sel.weights.sum()), sel.info)
-        labels = proxies.labels
-        positions_to_index = proxies.indices
-    elapsed = time.perf_counter() - t0
-    indices = positions_to_index[sel.indices]
-    order = torch.argsort(indices)
-    indices, weights, sel_labels = indices[order], sel.weights[order], labels[sel.indices][order]
+    model = _load_model(args, bundle, device) if spec.needs else None
+    sel = select_from_view(model, train, labels, selector=method, fraction=budget, per_class=args.per_class,
+                           seed=args.seed, proxy=args.proxy, proj_dim=args.proj_dim, batch_size=args.batch_size,
+                           num_workers=args.num_workers, options=_selector_options(method, args, device),
+                           normalize_weights=args.normalize_weights, device=device)
+    indices, weights, sel_labels = sel.indices, sel.weights, labels[sel.indices]
     meta = {
         "dataset": bundle.name, "n": n, "num_classes": bundle.num_classes, "method": sel.info.get("method", method),
         "model": None if not spec.needs else args.model, "checkpoint": args.checkpoint,
         "proxy": None if not spec.needs else args.proxy, "fraction": args.fraction, "budget": args.budget,
         "size": int(indices.numel()), "per_class": args.per_class, "budgets": sel.info.get("budgets"),
         "seed": args.seed, "objective": sel.info.get("objective"),
-        "proxy_time_s": round(proxy_time, 4), "time_s": round(elapsed, 4),
+        "time_s": round(sel.seconds, 4),
     }
     with exclusive_create(out, enabled=not args.force):  # two selects into one new --out: the second fails
         _write(out, meta, indices, weights, sel_labels)
     print(f"selected {indices.numel()} of {n} {bundle.name} training points ({meta['method']}, "
-          f"{args.per_class}) in {elapsed:.2f} s -> {out}")
+          f"{args.per_class}) in {sel.seconds:.2f} s -> {out}")
     return 0
+
+
+def _selector_options(method: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """The flags each selector takes (``coreaug info`` lists them)."""
+    if method == "coreset":
+        return {"greedy": args.greedy, "similarity": args.similarity}
+    if method == "graph_cut":
+        return {"similarity": args.similarity, "device": device}
+    if method == "craig_pb":
+        return {"similarity": args.similarity, "greedy": args.greedy}
+    if method in ("kcenter", "herding"):
+        return {"device": device}
+    return {}
 
 
 def _check_out(out: Path, *, force: bool) -> None:

@@ -392,7 +392,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     workers = resolve_num_workers(cfg.num_workers, device)
     # the public API's schedule: selection, regime, epoch composition and the loader (one pipeline)
     coreset = coreset_for(cfg, views["weak"], views["strong"], views["eval_train"], num_workers=workers,
-                          history=tracker)
+                          history=tracker, num_classes=bundle.num_classes)
     if checkpoint is not None and checkpoint["subset"] is not None:
         coreset.load_state_dict(checkpoint["subset"])
     model: nn.Module = raw_model

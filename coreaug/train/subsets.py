@@ -47,14 +47,14 @@ def needs_reselection(epoch: int, every: int) -> bool:
 
 
 def coreset_for(cfg: TrainConfig, weak: Dataset, strong: Dataset | None, eval_train: Dataset, *, num_workers: int = 0,
-                history=None) -> AugmentedCoreset:
+                history=None, num_classes: int | None = None) -> AugmentedCoreset:
     """The :class:`AugmentedCoreset` of a run: ``cfg``'s regime, selector and budgets over its views
     (weak main set, strong copies, the test-time view for the proxy pass)."""
     return AugmentedCoreset(
         weak, strong=strong, proxy_dataset=eval_train, selector=cfg.selector, fraction=cfg.fraction,
         reselect_every=cfg.reselect_every, regime=cfg.method, seed=cfg.seed, per_class=cfg.per_class, proxy=cfg.proxy,
         proxy_pool=cfg.proxy_pool, aug_weight=cfg.aug_weight, proxy_batch_size=cfg.eval_batch_size,
-        proxy_num_workers=num_workers, history=history,
+        proxy_num_workers=num_workers, history=history, num_classes=num_classes,
     )
 
 
@@ -63,8 +63,11 @@ def select_subset(cfg: TrainConfig, model: nn.Module, eval_train_view: Dataset, 
     """The proxy pass and the selector of ``cfg`` for ``epoch`` on ``eval_train_view`` (see
     :func:`coreaug.api.selection.select_from_view`); under DDP every rank calls it and gets the same state."""
     from coreaug.device import resolve_num_workers
+    from coreaug.models import last_linear
 
+    # the model's width: a probe (diagnostics) may lack the highest classes
     coreset = coreset_for(cfg, eval_train_view, eval_train_view, eval_train_view,
-                          num_workers=resolve_num_workers(cfg.num_workers, device), history=history)
+                          num_workers=resolve_num_workers(cfg.num_workers, device), history=history,
+                          num_classes=last_linear(model).out_features if cfg.selector != "random" else None)
     sel = coreset.select(model, epoch, device=device, ctx=ctx)
     return SubsetState(sel.indices, sel.weights, coreset.random_main, epoch)
