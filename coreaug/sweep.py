@@ -407,15 +407,17 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
         if why:
             return _conflict(point, cfg, d, "a completed run of a different configuration", why)
         return PlannedRun(point, cfg, d, "skip", f"completed, final acc {res.get('final_test_acc', float('nan')):.4f}")
-    if (d / "config.json").exists() and (why := config_differences(saved, cfg)):
+    if saved is not None and (why := config_differences(saved, cfg)):
         return _conflict(point, cfg, d, "an unfinished run of a different configuration", why)
-    if (d / CHECKPOINT_NAME).is_file():
+    if (d / CHECKPOINT_NAME).is_file():  # train checks the checkpoint's own config hash
         done = "?"
         metrics = d / "metrics.jsonl"
         if metrics.is_file():
             done = str(sum(1 for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()))
         return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {done}/{cfg.epochs}")
-    if saved is not None:
+    if (d / "config.json").exists():
+        if saved is None:
+            return _conflict(point, cfg, d, "an unfinished run", ["its config.json is unreadable"])
         return PlannedRun(point, cfg, d, "run", "restart (stopped before its first checkpoint)")
     names = sorted(p.name for p in d.iterdir() if _is_run_file(p.name)) if d.is_dir() else []
     if names:

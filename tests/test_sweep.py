@@ -482,3 +482,18 @@ def test_run_sweep_refuses_a_sweep_folder_another_sweep_holds(tmp_path):
         outcome = run_sweep(plan, log=lambda s: None, deadline=0.0, train_fn=lambda *a, **k: pytest.fail("no"))
     assert outcome.status == {plan[0].point.name: "not started"}
     assert list((tmp_path / "out").iterdir()) == []  # the lock file is gone with the last holder
+
+
+def test_a_damaged_config_json_or_a_file_in_the_cells_place_is_a_conflict(tmp_path):
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
+                      overrides={**TINY})
+    d = tmp_path / "subset-only__random__f0.1__s0"
+    d.mkdir()
+    (d / "config.json").write_text("{not json")
+    (p,) = plan_sweep(spec, tmp_path)
+    assert p.action == "conflict" and "config.json is unreadable" in p.detail
+    (d / "config.json").unlink()
+    d.rmdir()
+    d.write_text("a file")
+    (p,) = plan_sweep(spec, tmp_path)
+    assert p.action == "conflict" and "is a file" in p.detail
