@@ -99,7 +99,7 @@ def unique_folders(folders: Iterable[Path]) -> tuple[list[Path], list[tuple[Path
 
 def repeats_note(repeats: Sequence[tuple[Path, Path]], k: int = 3) -> str:
     """One line: ``N run folder(s) reached more than once, counted once: a (also as b), …``."""
-    shown = ", ".join(f"{kept} (given twice)" if str(rep) == str(kept) else f"{kept} (also as {rep})"
+    shown = ", ".join(f"{kept} (reached twice)" if str(rep) == str(kept) else f"{kept} (also as {rep})"
                       for rep, kept in repeats[:k])
     more = f", … +{len(repeats) - k} more" if len(repeats) > k else ""
     return f"{len(repeats)} run folder(s) reached more than once, counted once: {shown}{more}"
