@@ -219,12 +219,14 @@ def test_wheel_imports_from_site_packages_not_the_checkout(wheel_venv):
     out = wheel_venv.run("python", "-c", "import json, coreaug, spectra; "
                          "print(json.dumps([coreaug.__file__, spectra.__file__, coreaug.__version__]))").stdout
     coreaug_file, spectra_file, version = json.loads(out)
+    print(f"wheel venv: coreaug {version} from {coreaug_file}, spectra from {spectra_file}")
     for path in (coreaug_file, spectra_file):
         assert Path(path).is_relative_to(wheel_venv.site), path
         assert not Path(path).resolve().is_relative_to(REPO), path
     assert version == coreaug.__version__
     assert wheel_venv.run("coreaug", "--version").stdout == f"coreaug {coreaug.__version__}\n"
     info = wheel_venv.run("coreaug", "info").stdout
+    print(f"wheel venv: coreaug info: {len(info.splitlines())} lines")
     assert "digits-quick" in info and "coreset" in info
 
 
@@ -233,6 +235,7 @@ def test_wheel_runs_the_main_job(wheel_venv):
     run = wheel_venv.cwd / "runs" / "quick"
     wheel_venv.run("coreaug", "train", "--preset", "digits-quick", "--epochs", "2", "--out", str(run), "--quiet")
     results = json.loads((run / "results.json").read_text())
+    print("wheel venv: digits-quick 2 epochs:", {k: results[k] for k in ("completed", "final_test_acc", "train_time_total")})
     assert results["completed"] is True
     assert results["final_test_acc"] > 0.5, results
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
@@ -270,6 +273,7 @@ def test_wheel_compiled_selection_caches_in_site_packages(wheel_venv):
     assert first["misses"] >= 1
     assert list(Path(first["cache_path"]).glob("compiled.*.nbi"))
     second = json.loads(wheel_venv.run("python", "-c", _COMPILED_SNIPPET, env=env).stdout)
+    print("wheel venv: compiled selection, first process:", first, "second process:", second)
     assert second["same"] and second["hits"] >= 1 and second["misses"] == 0, second  # loaded, not recompiled
 
 
@@ -307,6 +311,7 @@ def test_wheel_compiled_selection_works_from_read_only_site_packages(wheel_venv)
     assert probe.returncode != 0, "site-packages was writable: the test did not test a read-only install"
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
+    print("wheel venv, read-only: compiled selection:", out, "probe write:", probe.stderr.strip())
     assert out["calls"] == 3 and out["same"], out
     assert out["cache_path"] is None, out  # no writable cache anywhere: compiled without one, per process
 
