@@ -61,6 +61,7 @@ from torch import nn
 import spectra
 from coreaug.data.base import TensorDataset, stratified_indices
 from coreaug.device import resolve_eval_batch_size
+from coreaug.distributed import DistContext
 from coreaug.errors import ConfigError
 from coreaug.io import csv_text, dumps_json, strict_json_value, write_text_atomic
 from coreaug.models import last_linear
@@ -376,6 +377,39 @@ def _probe_history(history: Any, indices: torch.Tensor) -> dict[str, Any] | None
             **{k: torch.as_tensor(state[k])[indices] for k in ("prev", "forgets", "learned", "seen")}}
 
 
+@dataclass
+class _ViewSettings:
+    """The fields :class:`TrainingDiagnostics` reads from a ``TrainConfig``, for :meth:`TrainingDiagnostics.for_views`."""
+
+    diagnostics_every: int
+    diagnostics_probe: int
+    diagnostics_params: str
+    epochs: int | None
+    seed: int
+    eval_batch_size: int | str
+    strong_aug: str
+    uses_subset: bool
+    fraction: float | int | None
+    per_class: str | None
+
+
+def _probe_selection(coreset, model: nn.Module, probe: Probe, epoch: int, device: torch.device, ctx: DistContext,
+                     history=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, γ) on the probe (positions) by ``coreset``'s selector, fraction, budgets, proxy and seed."""
+    from coreaug.api.coreset import AugmentedCoreset
+
+    head = coreset.head if coreset.head is not None else last_linear(model)
+    on_probe = AugmentedCoreset(
+        TensorDataset(probe.x, probe.y), selector=coreset.selector, fraction=coreset.fraction, reselect_every=1,
+        regime="subset", seed=coreset.seed, per_class=coreset.per_class, proxy=coreset.proxy,
+        proxy_pool=coreset.proxy_pool, head=coreset.head, selector_options=coreset.selector_options,
+        proxy_batch_size=coreset.proxy_batch_size, proj_dim=coreset.proj_dim, history=history,
+        # the model's width: the probe may lack the highest classes
+        num_classes=None if coreset.selector == "random" else int(head.out_features))
+    sel = on_probe.select(model, epoch, device=device, ctx=ctx)
+    return sel.indices, sel.weights
+
+
 class TrainingDiagnostics:
     """Diagnostics of one run: decides when, computes (RNG-isolated, timed) and writes the files.
 
@@ -383,14 +417,15 @@ class TrainingDiagnostics:
     training set); only the main rank calls :meth:`run`.
     """
 
-    def __init__(self, cfg, views: dict[str, Any], out_dir: str | Path, device: torch.device):
+    def __init__(self, cfg, views: dict[str, Any], out_dir: str | Path | None, device: torch.device):
         self.cfg = cfg
         self.every = int(cfg.diagnostics_every)
         self.n = int(cfg.diagnostics_probe)
         self.params = cfg.diagnostics_params
         self.views = views
-        self.out = Path(out_dir)
+        self.out = None if out_dir is None else Path(out_dir)  # None: keep the rows, write no files
         self.device = device
+        self.coreset = None  # set by for_views: (S, γ) on the probe from this AugmentedCoreset's settings
         n_train = len(views["eval_train"])
         if self.n > n_train:
             raise ConfigError(f"diagnostics probe size {self.n} exceeds the {n_train} training examples; "
@@ -399,9 +434,40 @@ class TrainingDiagnostics:
         self.probe: Probe | None = None
         self._model: nn.Module | None = None
 
+    @classmethod
+    def for_views(cls, probe_view, *, strong_view=None, coreset=None, every: int = 1, probe_size: int = 256,
+                  params: str = "last", epochs: int | None = None, seed: int | None = None,
+                  out_dir: str | Path | None = None, device: torch.device | str = "cpu",
+                  batch_size: int | str = "auto") -> "TrainingDiagnostics":
+        """Diagnostics without a :class:`~coreaug.train.config.TrainConfig` (the Lightning callback).
+
+        ``probe_view`` yields ``(x, y, index)`` under the test-time transform and has ``targets`` (e.g.
+        an :class:`~coreaug.api.AugmentedCoreset`'s ``proxy_view``); ``strong_view`` the strong-augmented
+        copies (``None``: no shift or rotation); ``coreset`` the run's :class:`~coreaug.api.AugmentedCoreset`,
+        whose selector settings pick (S, γ) on the probe for ξ (``None`` or a regime without a subset: no ξ);
+        ``seed`` defaults to the coreset's; ``epochs`` (the run's last epoch) is also diagnosed;
+        ``out_dir=None`` keeps the rows in :attr:`rows` and writes no files.
+        """
+        if params not in PARAM_MODES:
+            raise ConfigError(f"unknown diagnostics params {params!r}; choose one of: {', '.join(PARAM_MODES)}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"diagnostics interval must be an int >= 1, got {every!r}")
+        if isinstance(probe_size, bool) or not isinstance(probe_size, int) or probe_size < 2:
+            raise ConfigError(f"diagnostics probe size must be an int >= 2, got {probe_size!r}")
+        settings = _ViewSettings(
+            diagnostics_every=every, diagnostics_probe=probe_size, diagnostics_params=params, epochs=epochs,
+            seed=int(seed if seed is not None else getattr(coreset, "seed", 0)), eval_batch_size=batch_size,
+            strong_aug="none" if strong_view is None else "given",
+            uses_subset=coreset is not None and coreset.uses_subset,
+            fraction=getattr(coreset, "fraction", None), per_class=getattr(coreset, "per_class", None))
+        diag = cls(settings, {"eval_train": probe_view, "strong": strong_view}, out_dir, torch.device(device))
+        diag.coreset = coreset if settings.uses_subset else None
+        return diag
+
     def resume(self, start_epoch: int) -> None:
         """Keep the rows already written for epochs ≤ ``start_epoch`` (later ones are recomputed)."""
-        self.rows = [r for r in read_diagnostics(self.out) if int(r["epoch"]) <= start_epoch]
+        rows = self.rows if self.out is None else read_diagnostics(self.out)
+        self.rows = [r for r in rows if int(r["epoch"]) <= start_epoch]
 
     def due(self, epoch: int) -> bool:
         """Diagnose the model after ``epoch`` epochs? (0, K, 2K, … and the last epoch; not twice.)"""
@@ -415,12 +481,16 @@ class TrainingDiagnostics:
         if not cfg.uses_subset:
             return None, None
         probe = self.probe
+        # single process: under DDP only rank 0 diagnoses, so no collective selection here
+        alone = DistContext(False, 0, 1, 0, self.device)
 
         def pick(logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
             # exactly the run's selection step (proxy pass + selector + weights), with the probe as training set
-            # (single process: under DDP only rank 0 diagnoses, so no collective selection here)
+            if self.coreset is not None:
+                return _probe_selection(self.coreset, self._model, probe, epoch, self.device, alone,
+                                        _probe_history(history, probe.indices))
             state = select_subset(cfg, self._model, TensorDataset(probe.x, probe.y), epoch=epoch, device=self.device,
-                                  history=_probe_history(history, probe.indices))
+                                  ctx=alone, history=_probe_history(history, probe.indices))
             return state.indices, state.weights
 
         def rand(y: torch.Tensor):
@@ -451,5 +521,7 @@ class TrainingDiagnostics:
         return row
 
     def _write(self) -> None:
+        if self.out is None:
+            return
         write_text_atomic(self.out / DIAGNOSTICS_JSONL, "".join(dumps_json(r) + "\n" for r in self.rows))
         write_text_atomic(self.out / DIAGNOSTICS_CSV, csv_text(self.rows, CSV_FIELDS))
