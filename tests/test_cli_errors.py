@@ -297,7 +297,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path, monkeypatch):
                                                     "strong_aug": "gaussian-noise", "batch_size": 64, "threads": 1})
     real, broken = loop.weighted_batch_loss, {"on": False}
     monkeypatch.setattr(loop, "weighted_batch_loss",
-                        lambda *a: real(*a) * (float("inf") if broken["on"] else 1.0))  # epoch 2 blows up
+                        lambda *a, **k: real(*a, **k) * (float("inf") if broken["on"] else 1.0))  # epoch 2 blows up
     saved = {}
 
     def after_epoch(row):

@@ -35,7 +35,8 @@ from coreaug.api.items import (
 from coreaug.api.selection import (
     PER_CLASS_DEFAULT, SEED_RANDOM_MAIN, CoresetSelection, class_budget_plan, select_from_view,
 )
-from coreaug.distributed import DistContext
+from coreaug.api.pruning import DynamicPruning, make_pruning
+from coreaug.distributed import DistContext, all_gather_object
 from coreaug.errors import ConfigError, InputError
 from coreaug.runtime import derive_seed
 
@@ -52,6 +53,7 @@ REGIMES: dict[str, str] = {
 }
 _NO_SUBSET = ("full", "full-aug")
 _NO_STRONG = ("full", "subset")
+_FULL_MAIN = ("full", "full-aug", "full+aug-subset")  # regimes whose main set is all n examples
 _SEED_LOADER = 3
 
 
@@ -109,6 +111,13 @@ class AugmentedCoreset:
             weight-proxy sketch size.
         history: a :class:`coreaug.select.ForgettingTracker` for history selectors (default: one
             is made and fed by :meth:`record`).
+        pruning: dynamic pruning of the main set (:mod:`coreaug.api.pruning`): ``"infobatch"``,
+            ``"ucb"``, ``"epsilon-greedy"`` or a :class:`~coreaug.api.pruning.DynamicPruning`; for the
+            regimes whose main set is the full data (``full``, ``full-aug``, ``full+aug-subset``). It is
+            fed the training losses through :meth:`record` (``losses=``).
+        epochs: the run's number of epochs (InfoBatch anneals over the last ``1 − delta`` of them).
+        pruning_options: keywords of :func:`~coreaug.api.pruning.make_pruning` (``prune_ratio``,
+            ``delta``, ``keep``, ``epsilon``, ``c``, ``window``).
     """
 
     def __init__(self, dataset: Dataset, *, strong: Callable[[Any], Any] | Dataset | None = None,
@@ -118,7 +127,9 @@ class AugmentedCoreset:
                  items: Any = None, transform: Any = None, head: nn.Module | None = None,
                  num_classes: int | None = None, aug_weight: str = "one",
                  selector_options: Mapping[str, Any] | None = None, proxy_batch_size: int | str | None = None,
-                 proxy_num_workers: int = 0, proj_dim: int | None = None, history: Any = None):
+                 proxy_num_workers: int = 0, proj_dim: int | None = None, history: Any = None,
+                 pruning: str | DynamicPruning | None = None, epochs: int | None = None,
+                 pruning_options: Mapping[str, Any] | None = None):
         from coreaug.select import get_selector
         from coreaug.select.budgets import PER_CLASS_MODES
 
@@ -155,6 +166,26 @@ class AugmentedCoreset:
         self._last_epoch = -1
         self._selection_time = 0.0
         self._persistent: dict[tuple, PersistentEpochLoader] = {}
+        self.epochs = epochs
+        self.pruning = self._pruning(pruning, dict(pruning_options or {}))
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # losses recorded since the last sync
+
+    def _pruning(self, pruning: Any, options: dict[str, Any]) -> DynamicPruning | None:
+        if pruning is None or pruning == "none":
+            if options:
+                raise ConfigError("pruning_options given without pruning=")
+            return None
+        if self.regime not in _FULL_MAIN:
+            raise ConfigError(f"dynamic pruning thins a full-data main set: use it with regime "
+                              f"{', '.join(_FULL_MAIN)}, not {self.regime!r}")
+        if isinstance(pruning, DynamicPruning):
+            return pruning
+        if not isinstance(pruning, str):
+            raise ConfigError(f"pruning must be a method name or a DynamicPruning, got {type(pruning).__name__}")
+        if pruning == "infobatch" and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                       or self.epochs < 1):
+            raise ConfigError("pruning='infobatch' anneals over the last epochs: pass epochs=<the run's epochs>")
+        return make_pruning(pruning, self.n, seed=self.seed, **options)
 
     # -- construction helpers ------------------------------------------------------------------
     def _strong_view(self, strong: Any, items: Any, transform: Any) -> Dataset | None:
@@ -217,11 +248,30 @@ class AugmentedCoreset:
             self._history, self._owns_history = ForgettingTracker(self.n), True
         return self._history
 
-    def record(self, indices: torch.Tensor, correct: torch.Tensor) -> None:
-        """Feed training outcomes (dataset indices of main-set items, whether each was classified
-        correctly) to the forgetting history; a no-op for selectors that do not read it."""
-        if self.history is not None:
+    def record(self, indices: torch.Tensor, correct: torch.Tensor | None = None, *,
+               losses: torch.Tensor | None = None) -> None:
+        """Feed training outcomes of main-set items (dataset indices, in the order seen): whether
+        each was classified correctly (the forgetting history of history selectors) and/or its
+        training loss (dynamic pruning's scores). Either is a no-op when nothing reads it. Losses
+        are buffered until :meth:`sync` (called by :meth:`loader`), so no device sync happens here."""
+        if correct is not None and self.history is not None:
             self.history.update(torch.as_tensor(indices).cpu(), torch.as_tensor(correct).cpu())
+        if losses is not None and self.pruning is not None:
+            self._pending.append((torch.as_tensor(indices).detach(), torch.as_tensor(losses).detach()))
+
+    def sync(self, ctx: DistContext | None = None) -> None:
+        """Apply the losses recorded since the last sync to the pruning scores; under DDP every
+        rank's, in rank order, so all ranks hold the same scores (a collective: call it on every
+        rank, e.g. at the end of each epoch before a checkpoint; :meth:`loader` calls it too)."""
+        if self.pruning is None:
+            return
+        idx = torch.cat([i.cpu() for i, _ in self._pending]) if self._pending else torch.empty(0, dtype=torch.long)
+        val = torch.cat([v.float().cpu() for _, v in self._pending]) if self._pending else torch.empty(0)
+        self._pending = []
+        ctx = ctx if ctx is not None else _dist_context(None, None)
+        parts = all_gather_object((idx, val), ctx) if ctx is not None and ctx.enabled else [(idx, val)]
+        for part_idx, part_val in parts:
+            self.pruning.record(part_idx, part_val)
 
     # -- schedule ------------------------------------------------------------------------------
     def due(self, epoch: int) -> bool:
@@ -264,12 +314,22 @@ class AugmentedCoreset:
         sel = self._selection
         if self.uses_subset and sel is None:
             raise InputError("no selection yet: call loader(model, epoch) or select(model, epoch) first")
-        return plan_epoch(self.regime, self.n, subset=None if sel is None else sel.indices,
+        plan = plan_epoch(self.regime, self.n, subset=None if sel is None else sel.indices,
                           gamma=None if sel is None else sel.weights, random_main=self._random_main,
                           aug_weight=self.aug_weight)
+        if self.pruning is None:
+            return plan
+        if epoch is None:
+            raise InputError("plan(epoch): dynamic pruning needs the epoch")
+        keep, w = self.pruning.main_set(epoch, self.epochs or epoch + 1)
+        if self.regime == "full-aug":  # pruned examples lose both views; a kept one's copy weighs like it
+            return EpochPlan(keep, w, keep.clone(), w.clone())
+        return EpochPlan(keep, w, plan.aug_indices, plan.aug_weights)
 
     def epoch_size(self) -> int:
         """Examples per epoch, known before any selection: ``|main| + |strong copies|``."""
+        if self.pruning is not None:
+            raise InputError("with dynamic pruning the epoch size changes every epoch: use len(plan(epoch))")
         if not self.uses_subset:
             return self.n * (1 if self.regime == "full" else 2)
         s = _total(self.fraction, self.n) if self.per_class == "none" else \
@@ -298,6 +358,7 @@ class AugmentedCoreset:
             raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
         ctx = ctx if ctx is not None else _dist_context(model, device) if distributed is not False else None
         self.update(model, epoch, device=device, ctx=ctx)
+        self.sync(ctx)
         self._last_epoch = max(self._last_epoch, epoch)
         plan = self.plan(epoch)
         seed = derive_seed(self.seed, epoch, _SEED_LOADER) % 2**63
@@ -333,6 +394,7 @@ class AugmentedCoreset:
             "epoch": None if sel is None else sel.epoch, "last_epoch": self._last_epoch,
             "selection_time": self._selection_time,
             "history": self._history.state_dict() if self._owns_history and self._history is not None else None,
+            "pruning": None if self.pruning is None else self.pruning.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -353,6 +415,10 @@ class AugmentedCoreset:
         self._selection_time = float(state.get("selection_time") or 0.0)
         if state.get("history") is not None and self.history is not None:
             self.history.load_state_dict(state["history"])
+        if state.get("pruning") is not None:
+            if self.pruning is None:
+                raise InputError("state_dict holds pruning scores but this AugmentedCoreset prunes nothing")
+            self.pruning.load_state_dict(state["pruning"])
 
 
 def _total(fraction: float | int, n: int) -> int:

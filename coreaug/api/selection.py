@@ -55,6 +55,7 @@ class CoresetSelection:
         epoch: the epoch it was selected at (0 for a one-shot selection).
         seconds: wall-clock of the proxy pass and the selector (CUDA synchronised).
         info: the selector's diagnostics (``method``, ``budgets``, ``objective`` …).
+        forward_passes: examples the proxy pass ran forward (the pool's size; 0 without a pass).
     """
 
     indices: torch.Tensor
@@ -62,6 +63,7 @@ class CoresetSelection:
     epoch: int = 0
     seconds: float = 0.0
     info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    forward_passes: int = 0
 
     def __len__(self) -> int:
         return int(self.indices.numel())
@@ -204,6 +206,7 @@ def select_from_view(
         sel = select(spec.name, labels=labels, fraction=fraction, seed=sel_seed, history=history,
                      per_class=per_class, **options)
         indices, weights, info = sel.indices.cpu().long(), torch.ones(sel.indices.numel()), sel.info
+        passes = 0
     else:
         if model is None:
             raise ConfigError(f"selector {spec.name!r} needs a model for its proxy pass")
@@ -215,9 +218,10 @@ def select_from_view(
         positions, weights, info = _select_from_pool(spec, proxies, plan, seed=sel_seed, device=dev, ctx=ctx,
                                                      history=history, options=options, normalize=normalize_weights)
         indices = proxies.indices[positions]  # pool positions → dataset indices (ascending)
+        passes = int(pool.numel())
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    return CoresetSelection(indices, weights, int(epoch), time.perf_counter() - t0, info)
+    return CoresetSelection(indices, weights, int(epoch), time.perf_counter() - t0, info, passes)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ _FLAG_FIELDS: tuple[str, ...] = (
     "strong_aug", "weak_aug", "aug_policy", "seed", "device", "label_noise", "data_root", "weights", "proxy",
     "per_class", "aug_weight", "num_workers", "weight_decay", "momentum", "milestones", "threads",
     "eval_batch_size", "proxy_pool", "allow_nonfinite", "diagnostics_every", "diagnostics_probe",
-    "diagnostics_params",
+    "diagnostics_params", "pruning", "prune_ratio", "prune_delta", "prune_keep", "prune_epsilon", "prune_c",
+    "prune_window",
 )
 
 
@@ -85,6 +86,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int)
     g.add_argument("--label-noise", type=float, metavar="RATE", help="symmetric label-noise rate on training labels")
     g.add_argument("--seed", type=int)
+    g = parser.add_argument_group("dynamic pruning of the full-data main set (methods full, full-aug, full+aug-subset)")
+    g.add_argument("--pruning", help="none | infobatch (Qin et al. 2024) | ucb | epsilon-greedy (Raju et al. 2021)")
+    g.add_argument("--prune-ratio", type=float, metavar="R",
+                   help="InfoBatch: drop below-mean-loss examples with probability R in [0, 1) (default 0.5)")
+    g.add_argument("--prune-delta", type=float, metavar="D",
+                   help="InfoBatch: prune in the first D share of the epochs, then train on all (default 0.875)")
+    g.add_argument("--prune-keep", type=float, metavar="K", help="UCB/epsilon-greedy: share kept per epoch (0.7)")
+    g.add_argument("--prune-epsilon", type=float, metavar="E", help="epsilon-greedy: share of the kept set drawn "
+                                                                      "at random (0.1)")
+    g.add_argument("--prune-c", type=float, metavar="C", help="UCB/epsilon-greedy: score = mean + C*std (1.0)")
+    g.add_argument("--prune-window", type=int, metavar="W", help="UCB/epsilon-greedy: recent losses kept (5)")
     g = parser.add_argument_group("execution")
     g.add_argument("--device", help="auto|cpu|cuda|cuda:N (default: the preset's, else auto)")
     g.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA (ignored on CPU)")
@@ -166,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         f"train+selection {results['wall_clock_total']:.1f}s (selection {100 * results.get('selection_share', 0.0):.1f}%), "
         f"total {time.perf_counter() - t0:.1f}s -> {out}"
     )
+    if results.get("selection_pays") is False:  # coreaug.train.cost.selection_verdict
+        print(f"note: selection did not pay: it took {results['selection_time_total']:.2f}s but saved only "
+              f"~{results['selection_saved_s']:.2f}s of training against the same epochs of "
+              f"{results['reference']} (estimated at this run's time per example)")
     return 0
 
 

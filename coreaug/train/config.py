@@ -53,7 +53,10 @@ _HASH_EXCLUDED = frozenset({"device", "num_workers", "threads", "eval_batch_size
                             "diagnostics_every", "diagnostics_probe", "diagnostics_params"})
 # Fields added after runs were first written: left out of the hash while they hold their default,
 # so the checkpoints of those runs still resume.
-_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"proxy_pool": 1.0}
+_HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "proxy_pool": 1.0, "pruning": "none", "prune_ratio": 0.5, "prune_delta": 0.875, "prune_keep": 0.7,
+    "prune_epsilon": 0.1, "prune_c": 1.0, "prune_window": 5,
+}
 #: Largest accepted ``threads`` (torch crashes on absurd counts such as 100000).
 MAX_THREADS = 1024
 #: Numeric fields (``milestones`` holds numbers): a string that spells a number (``"1e-3"``, which YAML 1.1
@@ -62,6 +65,7 @@ NUMERIC_FIELDS: frozenset[str] = frozenset({
     "label_noise", "fraction", "reselect_every", "proxy_pool", "noise_eps", "image_size", "resize", "epochs", "lr",
     "momentum", "weight_decay", "batch_size", "milestones", "lr_gamma", "seed", "num_workers", "threads",
     "eval_batch_size", "diagnostics_every", "diagnostics_probe",
+    "prune_ratio", "prune_delta", "prune_keep", "prune_epsilon", "prune_c", "prune_window",
 })
 
 
@@ -91,6 +95,14 @@ class TrainConfig:
     # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
     per_class: str = "equal-ceil"
     aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
+    # dynamic pruning of a full-data main set (coreaug.api.pruning): "none", "infobatch", "ucb", "epsilon-greedy"
+    pruning: str = "none"
+    prune_ratio: float = 0.5  # InfoBatch r: below-mean-loss examples are dropped with this probability
+    prune_delta: float = 0.875  # InfoBatch δ: epochs from ceil(δ·epochs) on train on everything (annealing)
+    prune_keep: float = 0.7  # UCB / ε-greedy: share of the examples kept each epoch
+    prune_epsilon: float = 0.1  # ε-greedy: share of the kept set drawn at random
+    prune_c: float = 1.0  # UCB / ε-greedy: score = mean + c·std of the recent losses
+    prune_window: int = 5  # UCB / ε-greedy: how many recent losses per example
     # augmentations
     weak_aug: str = "none"
     strong_aug: str = "randaugment"
@@ -169,6 +181,29 @@ def _dataset_takes(dataset: str, option: str) -> bool:
     return option in inspect.signature(loader).parameters
 
 
+def _validate_pruning(cfg: TrainConfig, number: Any) -> None:
+    """The dynamic-pruning fields (coreaug.api.pruning); checked whatever ``pruning`` is, so a bad
+    value in a config file is reported even before it is used."""
+    from coreaug.api.pruning import PRUNING_METHODS
+
+    _choice("pruning", cfg.pruning, ("none", *PRUNING_METHODS))
+    if cfg.pruning != "none" and cfg.method not in ("full", "full-aug", "full+aug-subset"):
+        raise ConfigError(f"--pruning thins a full-data main set: use it with --method full, full-aug or "
+                          f"full+aug-subset, not {cfg.method!r}")
+    if not 0.0 <= number("prune_ratio", cfg.prune_ratio) < 1.0:
+        raise ConfigError(f"prune ratio must be in [0, 1), got {cfg.prune_ratio!r}")
+    if not 0.0 < number("prune_delta", cfg.prune_delta) <= 1.0:
+        raise ConfigError(f"prune delta (the share of epochs that prune) must be in (0, 1], got {cfg.prune_delta!r}")
+    if not 0.0 < number("prune_keep", cfg.prune_keep) <= 1.0:
+        raise ConfigError(f"prune keep share must be in (0, 1], got {cfg.prune_keep!r}")
+    if not 0.0 <= number("prune_epsilon", cfg.prune_epsilon) <= 1.0:
+        raise ConfigError(f"prune epsilon must be in [0, 1], got {cfg.prune_epsilon!r}")
+    if number("prune_c", cfg.prune_c) < 0:
+        raise ConfigError(f"prune c must be >= 0, got {cfg.prune_c!r}")
+    if number("prune_window", cfg.prune_window, integer=True) < 1:
+        raise ConfigError(f"prune window must be an integer >= 1, got {cfg.prune_window!r}")
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every field; raise :class:`ConfigError` with a one-line message on the first problem."""
     from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
@@ -218,6 +253,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"num_workers must be 'auto' or >= 0, got {cfg.num_workers!r}")
     if not 0.0 < number("proxy_pool", cfg.proxy_pool) <= 1.0:
         raise ConfigError(f"proxy pool fraction must be in (0, 1], got {cfg.proxy_pool!r}")
+    _validate_pruning(cfg, number)
     if number("lr", cfg.lr) <= 0:
         raise ConfigError(f"learning rate must be > 0, got {cfg.lr!r}")
     if not 0.0 <= number("momentum", cfg.momentum) < 1.0:

@@ -51,8 +51,9 @@ from coreaug.distributed import (
     DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
 )
 from coreaug.api.epoch import WEAK
-from coreaug.api.loss import weighted_loss as weighted_batch_loss
+from coreaug.api.loss import per_example_loss, weighted_loss as weighted_batch_loss
 from coreaug.runtime import Timer, derive_seed, seed_everything
+from coreaug.train.cost import cost_totals, peak_memory_mb
 from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.subsets import coreset_for
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
@@ -62,6 +63,7 @@ METRIC_FIELDS: tuple[str, ...] = (
     "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "subset_weight_max", "epoch_examples",
     "reselected", "steps", "selection_share",
     "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
+    "fwd_train", "bwd_train", "fwd_proxy", "diag_examples", "peak_mem_mb",  # cost (coreaug.train.cost)
 )
 
 
@@ -226,7 +228,7 @@ def _share(selection: float, train: float) -> float:
 
 
 def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.device, world_size: int,
-              completed: bool) -> dict[str, Any]:
+              completed: bool, n_train: int | None = None) -> dict[str, Any]:
     """The ``results.json`` content from the per-epoch rows."""
     best = max(rows, key=lambda r: r["test_acc"]) if rows else None
     return {
@@ -256,6 +258,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "steps_total": sum(r["steps"] for r in rows),
         "mean_subset_size": (sum(r["subset_size"] for r in rows) / len(rows)) if rows else 0.0,
         "n_selections": sum(1 for r in rows if r["reselected"]),
+        **cost_totals(cfg, rows, n_train),
         "config_hash": cfg.hash(), "device": str(device), "world_size": world_size,
         "torch": torch.__version__, "host": platform.node(),
     }
@@ -454,13 +457,17 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 w = w.to(device, non_blocking=True)
                 with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext():
                     logits = model(x)
-                    loss = weighted_batch_loss(logits, y, w)
+                    # dynamic pruning scores examples by the losses training sees (main-view copies)
+                    pe = per_example_loss(logits, y) if coreset.pruning is not None else None
+                    loss = weighted_batch_loss(logits, y, w, per_example=pe)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 loss_sum += loss.detach().double() * y.numel()
                 correct += (logits.detach().argmax(1) == y).sum()
+                if pe is not None:
+                    coreset.record(idx[view == WEAK], losses=pe.detach()[(view == WEAK).to(device)])
                 if tracker is not None:  # forgetting events: outcomes of the main (weak-view) copies
                     main_view = view == WEAK
                     seen_idx.append(idx[main_view])
@@ -474,6 +481,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         train_time = t.elapsed
         if tracker is not None:
             _record_forgetting(tracker, seen_idx, seen_hit, ctx)
+        coreset.sync(ctx)  # every rank's recorded losses → the pruning scores (before the checkpoint)
         loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
         if not cfg.allow_nonfinite and not math.isfinite(loss_total):
             raise _divergence(epoch, loss_total, rows, out)  # before this epoch's checkpoint: the last good one stays
@@ -483,9 +491,10 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                          device=device,
                          amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
         eval_time = t.elapsed
-        diag_time, diag_pending = diag_pending, 0.0
+        diag_time, diag_pending, diag_runs = diag_pending, 0.0, int(diag_pending > 0)
         if diag is not None and main and diag.due(epoch + 1):  # rank 0 only; the others wait at the barrier
             diag_time += _diagnose(diag, raw_model, epoch + 1, tb, tracker)
+            diag_runs += 1
         row = {
             "epoch": epoch + 1, "lr": lr,
             "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
@@ -501,6 +510,11 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
             "selection_share": _share(sel_time, train_time),
             "diagnostics_time": diag_time,
+            # cost in example-passes (all ranks): training forward + backward, the proxy pass's forwards
+            "fwd_train": int(count_total), "bwd_train": int(count_total),
+            "fwd_proxy": coreset.selection.forward_passes if reselected else 0,
+            "diag_examples": diag.n * diag_runs if diag is not None else 0,
+            "peak_mem_mb": peak_memory_mb(device),
         }
         wall0 = row["wall_clock"]
         rows.append(row)
@@ -510,7 +524,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
                 "config_hash": cfg.hash(), "config": cfg.to_dict(), "epoch": epoch + 1,
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "subset": coreset.state_dict() if coreset.selection is not None else None, "metrics": rows,
+                "subset": coreset.state_dict(), "metrics": rows,
                 "forgetting": tracker.state_dict() if tracker is not None else None,
             })
             pause_point("epoch:end")  # fault-injection tests: killed right after a checkpoint
@@ -528,11 +542,11 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             epochs_bar.close()
             if tb is not None:
                 tb.close()
-            return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False)
+            return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False, n_train=n)
     epochs_bar.close()
     if tb is not None:
         tb.close()
-    results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True)
+    results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True, n_train=n)
     if main:
         write_json_atomic(out / "results.json", results)
     barrier(ctx)

@@ -55,7 +55,18 @@ def coreset_for(cfg: TrainConfig, weak: Dataset, strong: Dataset | None, eval_tr
         reselect_every=cfg.reselect_every, regime=cfg.method, seed=cfg.seed, per_class=cfg.per_class, proxy=cfg.proxy,
         proxy_pool=cfg.proxy_pool, aug_weight=cfg.aug_weight, proxy_batch_size=cfg.eval_batch_size,
         proxy_num_workers=num_workers, history=history, num_classes=num_classes,
+        pruning=cfg.pruning, epochs=cfg.epochs, pruning_options=pruning_options(cfg),
     )
+
+
+def pruning_options(cfg: TrainConfig) -> dict:
+    """The settings of ``cfg.pruning`` (none when it is off)."""
+    if cfg.pruning == "none":
+        return {}
+    if cfg.pruning == "infobatch":
+        return {"prune_ratio": cfg.prune_ratio, "delta": cfg.prune_delta}
+    opts = {"keep": cfg.prune_keep, "c": cfg.prune_c, "window": cfg.prune_window}
+    return {**opts, "epsilon": cfg.prune_epsilon} if cfg.pruning == "epsilon-greedy" else opts
 
 
 def select_subset(cfg: TrainConfig, model: nn.Module, eval_train_view: Dataset, *, epoch: int, device: torch.device,
