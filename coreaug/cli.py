@@ -126,6 +126,12 @@ class _Interrupts:
       (any exception it turns into still ends as "interrupted", and one swallowed by a library still exits
       130); a second Ctrl-C exits at once. Files stay consistent either way: every write is atomic and a run
       folder survives even SIGKILL (README: "Run folders that survive anything").
+    * As the process's own entry point (``main()`` without ``argv``: the console script, ``python -m coreaug``)
+      a command that returned ends the process with ``os._exit(code)`` (stdout/stderr flushed) rather than
+      through interpreter shutdown: with torch loaded that takes a while, during which Python resets SIGINT
+      to its default (a Ctrl-C then killed the process by signal, or was lost and the exit code was 0), and a
+      ``KeyboardInterrupt`` that crossed certain C code made Python die by SIGINT after printing. Every
+      file has been written and closed by then.
     """
 
     def __init__(self) -> None:
@@ -167,7 +173,12 @@ def _exit_interrupted() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``coreaug`` console script; returns the exit code (usage errors: ``SystemExit(2)``)."""
+    """Entry point of the ``coreaug`` console script; returns the exit code (usage errors: ``SystemExit(2)``).
+
+    Ctrl-C prints ``coreaug: interrupted`` and gives exit code 130 (see :class:`_Interrupts`); called without
+    ``argv`` (as the process's entry point) an interrupted command ends the process itself.
+    """
+    standalone = argv is None
     interrupts = _Interrupts()
     interrupts.install()
     try:
@@ -176,19 +187,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = _main(argv, interrupts)
         if interrupts.count:  # a library swallowed the KeyboardInterrupt: still answer it
             raise KeyboardInterrupt
-        return code
     except BaseException as exc:
+        interrupts.immediate = True  # from here on a Ctrl-C ends the process at once
         if not (isinstance(exc, KeyboardInterrupt) or interrupts.count):
             raise
-        interrupts.immediate = True  # a Ctrl-C while printing: exit at once
         if os.environ.get("COREAUG_DEBUG"):
             import traceback
 
             traceback.print_exc()
         print("coreaug: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     finally:
-        interrupts.restore()
+        if not standalone:
+            interrupts.restore()
+    if standalone:
+        _end_process(code)
+    return code
+
+
+def _end_process(code: int) -> NoReturn:
+    """Flush stdout/stderr and end the process with ``code`` (no interpreter shutdown; see :class:`_Interrupts`)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - ending anyway (a closed pipe)
+            pass
+    os._exit(code)
 
 
 def _main(argv: Sequence[str] | None, interrupts: _Interrupts | None = None) -> int:

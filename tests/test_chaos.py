@@ -237,3 +237,59 @@ def test_sigkill_a_sweep_in_a_cells_first_epoch_then_rerun_equals_uninterrupted(
     keys = ["method", "selector", "fraction", "seed", "final_acc", "best_acc"]
     runs, ref_runs = (pd.read_csv(d / "report" / "runs.csv") for d in (out, ref))
     assert runs[keys].equals(ref_runs[keys]) and len(runs) == len(SWEEP_CELLS)
+
+
+# ------------------------------------------------------------------------------------------ Ctrl-C
+CTRL_C_ARGS = [*ARGS[:ARGS.index("--epochs")], "--epochs", "2", *ARGS[ARGS.index("--epochs") + 2:],
+               "--diagnostics-every", "0"]
+CTRL_C_SEED = 21  # the moments are random, but the same on every run of the suite
+
+
+def _start_ctrl_c_victim(out: Path, sentinel: Path) -> subprocess.Popen:
+    """``coreaug train`` that pauses (alive) at the end of epoch 1, so it cannot finish before the Ctrl-C."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COREAUG_PAUSE_AT": "epoch:end#1",
+           "COREAUG_PAUSE_FILE": str(sentinel), "COREAUG_PAUSE_TIMEOUT": "300"}
+    return subprocess.Popen([sys.executable, "-m", "coreaug", "train", *CTRL_C_ARGS, "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=out.parent)
+
+
+def _interrupt(proc: subprocess.Popen) -> str:
+    """Send Ctrl-C (SIGINT) and return the victim's stderr; it must end with exit code 130."""
+    assert proc.poll() is None, "the victim ended before the Ctrl-C"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    return err.decode()
+
+
+def test_ctrl_c_at_random_start_up_moments_is_one_line_and_the_original_command_resumes(tmp_path, capsys):
+    """Ctrl-C 0.3–1.5 s after launch (importing torch, building the parser, loading data, …; seeded moments)
+    and once mid-run: always exactly ``coreaug: interrupted``, exit 130 (no traceback, no C++ abort, never
+    ignored). The README's recovery — rerun the original command with ``--resume`` — then finishes every
+    run equal to an uninterrupted one, whether the folder, config.json or a checkpoint existed or not."""
+    import random
+
+    moments = [random.Random(CTRL_C_SEED).uniform(0.3, 1.5) for _ in range(3)]
+    victims = []
+    for i, delay in enumerate(moments):  # one at a time: each moment is measured from its own launch
+        out, sentinel = tmp_path / f"ctrl_c{i}", tmp_path / f"ctrl_c{i}.paused"
+        proc = _start_ctrl_c_victim(out, sentinel)
+        time.sleep(delay)
+        assert _interrupt(proc) == "coreaug: interrupted\n", f"Ctrl-C {delay:.2f} s after launch"
+        victims.append(out)
+    out, sentinel = tmp_path / "ctrl_c_mid_run", tmp_path / "ctrl_c_mid_run.paused"
+    proc = _start_ctrl_c_victim(out, sentinel)
+    _wait_paused(proc, sentinel)
+    assert _interrupt(proc) == "coreaug: interrupted\n"
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    victims.append(out)
+    ref = tmp_path / "reference"
+    assert main(["train", *CTRL_C_ARGS, "--out", str(ref)]) == 0
+    capsys.readouterr()
+    for out in victims:
+        assert main(["train", *CTRL_C_ARGS, "--resume", "--out", str(out)]) == 0, out.name
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in ref.iterdir())
+        a, b = load_checkpoint(out / "checkpoint.pt"), load_checkpoint(ref / "checkpoint.pt")
+        assert a["epoch"] == b["epoch"] == 2 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        assert _rows(out) == _rows(ref)
+    assert "Traceback" not in capsys.readouterr().err
