@@ -251,3 +251,22 @@ def test_ddp_two_cpu_ranks_agree_and_shard(tmp_path):
         assert len(s0) == len(r0["seen"][e]) and not s0 & s1
         sel = r0["sels"][e]
         assert s0 | s1 == {(i, v) for i in sel for v in (0, 1)}  # together: S weak + S strong, once each
+
+
+def test_estimated_stepping_batches_counts_coreset_steps(tmp_path):
+    """A step-counting schedule sized in configure_optimizers (OneCycleLR's total_steps) sees coreset epochs."""
+    sized = {}
+
+    class Scheduled(Module):
+        def configure_optimizers(self):
+            sized["total"] = self.trainer.estimated_stepping_batches
+            opt = torch.optim.SGD(self.parameters(), lr=0.1)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=int(sized["total"]))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    coreset = make_coreset()
+    data = AugmentedCoresetCallback(coreset, batch_size=BATCH, log=False)
+    t = trainer(tmp_path, 2, [data], enable_checkpointing=False)
+    t.fit(Scheduled(), train_dataloaders=data.train_dataloader())  # OneCycleLR raises if stepped past total_steps
+    assert sized["total"] == 2 * coreset.steps_per_epoch(BATCH) == t.global_step
+    assert data.reselected_at == [0]
