@@ -27,7 +27,8 @@ import pandas as pd
 from coreaug.errors import ConfigError, OutputError
 from coreaug.io import write_figure_atomic, write_text_atomic
 
-GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise", "method", "selector", "fraction")
+GROUP_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise", "method", "pruning", "selector",
+                               "fraction")
 BASELINE_KEYS: tuple[str, ...] = ("dataset", "model", "epochs", "label_noise")
 
 
@@ -144,14 +145,33 @@ def runs_frame(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "run": run["dir"], "dataset": r.get("dataset"), "model": r.get("model"), "epochs": r.get("epochs"),
             "label_noise": r.get("label_noise", 0.0), "method": r.get("method"),
+            "pruning": pruning_label(run.get("config") or {}),
             "selector": r.get("selector") or "-", "fraction": float(r.get("fraction") or 1.0),
             "seed": r.get("seed"), "final_acc": r.get("final_test_acc"), "best_acc": r.get("best_test_acc"),
             "time": r.get("wall_clock_total"), "train_time": r.get("train_time_total"),
             "selection_time": r.get("selection_time_total"),
             "diagnostics_time": r.get("diagnostics_time_total", 0.0),  # not part of "time" (the speed-up input)
             "examples_per_epoch": (r.get("examples_seen_total") or 0) / max(r.get("epochs_done") or 1, 1),
+            # cost (coreaug.train.cost; absent in runs made before cost accounting)
+            "example_passes": r.get("example_passes_total"), "peak_memory_mb": r.get("peak_memory_mb"),
+            "selection_pays": r.get("selection_pays"), "selection_saved_s": r.get("selection_saved_s"),
         })
     return pd.DataFrame(rows)
+
+
+def pruning_label(config: dict[str, Any]) -> str:
+    """``-`` without dynamic pruning, else e.g. ``infobatch r=0.5`` / ``ucb keep=0.7``."""
+    pruning = config.get("pruning") or "none"
+    if pruning == "none":
+        return "-"
+    if pruning == "infobatch":
+        return f"infobatch r={float(config.get('prune_ratio', 0.5)):g}"
+    return f"{pruning} keep={float(config.get('prune_keep', 0.7)):g}"
+
+
+def method_cell(row: pd.Series) -> str:
+    """The method column of a summary table: the method and its dynamic pruning, if any."""
+    return str(row["method"]) + ("" if row.get("pruning", "-") in ("-", None) else f" + {row['pruning']}")
 
 
 _METHOD_ORDER = {"full": 0, "full-aug": 1, "full+aug-subset": 2, "subset-only": 3, "random+aug-subset": 4, "subset": 5}
@@ -168,7 +188,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         best_acc_mean=("best_acc", "mean"), time_mean=("time", "mean"), time_std=("time", std),
         selection_time_mean=("selection_time", "mean"), examples_per_epoch=("examples_per_epoch", "mean"),
     ).reset_index()
-    base = out[out["method"] == "full-aug"].set_index(list(BASELINE_KEYS))["time_mean"]
+    base = out[(out["method"] == "full-aug") & (out["pruning"] == "-")].set_index(list(BASELINE_KEYS))["time_mean"]
     base = base[~base.index.duplicated()]
 
     def speedup(row: pd.Series) -> float:
@@ -190,7 +210,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
     for _, r in summary.iterrows():
         su = r["speedup_vs_full_aug"]
         cells = [
-            str(r["dataset"]), str(r["model"]), str(r["method"]), str(r["selector"]),
+            str(r["dataset"]), str(r["model"]), method_cell(r), str(r["selector"]),
             f"{100 * r['fraction']:.0f}%" if r["method"] not in ("full", "full-aug") else "100%",
             str(int(r["seeds"])), f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}",
             f"{100 * r['best_acc_mean']:.2f}", f"{r['time_mean']:.2f}", f"{r['selection_time_mean']:.2f}",
@@ -342,8 +362,9 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[st
              "png": out / "accuracy_vs_time.png"}
     write_text_atomic(paths["runs"], df.to_csv(index=False))
     write_text_atomic(paths["csv"], summary.to_csv(index=False))
-    write_text_atomic(paths["md"], markdown_table(summary))
+    write_text_atomic(paths["md"], markdown_table(summary) + cost_sections(runs))
     plot_accuracy_vs_time(runs, paths["png"])
+    paths.update(write_cost_report(runs, out))
     diag = diagnostics_frame(runs)
     if not diag.empty:
         import matplotlib.pyplot as plt
@@ -495,7 +516,7 @@ def stats_markdown_table(summary: pd.DataFrame, *, alpha: float = NOISE_ALPHA) -
         else:
             vs = r["vs_random"] or "–"
         cells = [
-            str(r["dataset"]), str(r["model"]), str(r["method"]), str(r["selector"]),
+            str(r["dataset"]), str(r["model"]), method_cell(r), str(r["selector"]),
             f"{100 * r['fraction']:.0f}%" if r["method"] not in ("full", "full-aug") else "100%",
             str(int(r["seeds"])), f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}",
             f"{100 * r['acc_mean']:.2f} ± " + ("–" if math.isnan(ci) else f"{100 * ci:.2f}"), vs,
@@ -578,9 +599,57 @@ def write_stats_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, l
              "png": out / "accuracy_vs_time.png", "selectors_png": out / "selector_accuracy.png"}
     write_text_atomic(paths["runs"], df.to_csv(index=False))
     write_text_atomic(paths["csv"], summary.to_csv(index=False))
-    write_text_atomic(paths["md"], stats_markdown_table(summary, alpha=alpha) + "\n" + stats_notes(summary, alpha=alpha))
+    write_text_atomic(paths["md"], stats_markdown_table(summary, alpha=alpha) + "\n" + stats_notes(summary, alpha=alpha)
+                      + cost_sections(runs))
     plot_accuracy_vs_time(runs, paths["png"])
+    paths.update(write_cost_report(runs, out))
     fig = selector_accuracy_figure(summary)
     write_figure_atomic(fig, paths["selectors_png"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# Cost: accuracy against wall-clock and example-passes, matched-cost comparisons, selection that
+# does not pay (coreaug.matched_cost, coreaug.train.cost).
+# ------------------------------------------------------------------------------------------------
+
+def unpaid_selection_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per run whose selection took longer than the training it saved (``selection_pays`` false)."""
+    lines = []
+    for run in runs:
+        r = run["results"]
+        if r.get("selection_pays") is False:
+            lines.append(f"- {run['dir']}: selection {r.get('selection_time_total', 0.0):.2f}s > "
+                         f"~{r.get('selection_saved_s') or 0.0:.2f}s of training saved against the same epochs of "
+                         f"{r.get('reference')}")
+    return lines
+
+
+def cost_sections(runs: Sequence[dict[str, Any]]) -> str:
+    """Markdown appended to a summary: the matched-cost table and the runs whose selection did not pay."""
+    from coreaug.matched_cost import has_cost, matched_cost_frame, matched_cost_markdown
+
+    if not any(has_cost(r) for r in runs):
+        return ""
+    text = "\n## Accuracy at matched cost\n\n" + matched_cost_markdown(matched_cost_frame(runs))
+    unpaid = unpaid_selection_lines(runs)
+    if unpaid:
+        text += "\n## Selection that did not pay\n\n" + "\n".join(unpaid) + "\n"
+    return text
+
+
+def write_cost_report(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
+    """``matched_cost.csv`` and ``accuracy_vs_cost.png`` when any run recorded its cost."""
+    import matplotlib.pyplot as plt
+
+    from coreaug.matched_cost import accuracy_vs_cost_figure, has_cost, matched_cost_frame
+
+    if not any(has_cost(r) for r in runs):
+        return {}
+    paths = {"matched_cost_csv": out / "matched_cost.csv", "cost_png": out / "accuracy_vs_cost.png"}
+    write_text_atomic(paths["matched_cost_csv"], matched_cost_frame(runs).to_csv(index=False))
+    fig = accuracy_vs_cost_figure(runs)
+    write_figure_atomic(fig, paths["cost_png"], dpi=110)
     plt.close(fig)
     return paths
