@@ -50,3 +50,37 @@ def test_two_ranks_agree_and_split_the_epoch(tmp_path):
         whole = {(int(i), 0) for i in plan.main_indices} | {(int(i), 1) for i in plan.aug_indices}
         assert set(a["items"]) | set(b["items"]) == whole
         assert a["len"] == b["len"] == single.steps_per_epoch(8, world_size=2)
+
+
+def _prune_rank(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    import coreaug
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        cs = coreaug.AugmentedCoreset(_data(n=40), regime="full", pruning="infobatch", epochs=4, seed=1)
+        mine = torch.arange(rank, 40, world)  # each rank saw its own shard
+        cs.record(mine, losses=mine.float() / 40 + rank)
+        cs.sync()  # a collective: every rank's losses, in rank order
+        keep, w = cs.pruning.main_set(1, 4)
+        torch.save({"latest": cs.pruning.latest(), "keep": keep, "w": w}, os.path.join(out_dir, f"p{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_pruning_scores_are_the_same_on_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    from coreaug.api.pruning import InfoBatch
+
+    mp.start_processes(_prune_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    a, b = (torch.load(tmp_path / f"p{r}.pt") for r in range(2))
+    ref = InfoBatch(40, seed=1)
+    for rank in range(2):
+        idx = torch.arange(rank, 40, 2)
+        ref.record(idx, idx.float() / 40 + rank)
+    assert torch.equal(a["latest"], ref.latest()) and torch.equal(b["latest"], ref.latest())
+    assert torch.equal(a["keep"], b["keep"]) and torch.equal(a["w"], b["w"])
+    assert torch.equal(a["keep"], ref.main_set(1, 4)[0])

@@ -237,6 +237,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "fraction": cfg.fraction if cfg.uses_subset else 1.0,
         "reselect_every": cfg.reselect_every if cfg.uses_subset else None,
         "strong_aug": cfg.strong_aug if cfg.uses_strong_aug else None,
+        "pruning": None if cfg.pruning == "none" else cfg.pruning,
         "label_noise": cfg.label_noise, "seed": cfg.seed, "epochs": cfg.epochs,
         "epochs_done": len(rows), "completed": completed,
         "final_test_acc": rows[-1]["test_acc"] if rows else None,
