@@ -30,7 +30,10 @@ from typing import Any, Callable, Mapping, Sequence
 from coreaug.errors import ConfigError, CoreaugError, DatasetNotFoundError
 
 #: Keys a grid (preset, YAML file) may set.
-GRID_KEYS: tuple[str, ...] = ("preset", "config", "methods", "selectors", "fractions", "seeds", "overrides")
+GRID_KEYS: tuple[str, ...] = ("preset", "config", "methods", "selectors", "fractions", "seeds", "overrides", "cells",
+                              "slurm_partition", "slurm_time", "slurm_gpus")
+#: Grid keys that say where cells run (``--launcher submitit``), not what they compute.
+LAUNCH_KEYS: tuple[str, ...] = ("slurm_partition", "slurm_time", "slurm_gpus")
 #: Config fields that are grid axes and so cannot be fixed overrides.
 AXIS_FIELDS: frozenset[str] = frozenset({"method", "selector", "fraction", "seed"})
 #: Methods that do not select a subset: one run per seed.
@@ -59,6 +62,27 @@ GRID_PRESETS: dict[str, dict[str, Any]] = {
         "fractions": [0.1, 0.3],
         "seeds": [0, 1, 2, 3, 4],
         "overrides": {"model": "mlp", "epochs": 15, "milestones": [11], "reselect_every": 5, "threads": 1},
+    },
+    # Augmented coresets against dynamic data pruning (issue 20): the full-augmentation reference; InfoBatch
+    # (r = 0.3, 0.5) and UCB pruning (keep 0.7) thinning the full-aug epoch, i.e. pruning *with* strong
+    # augmentation, so every method sees the same strong augmentation; random subsets and augmented coresets
+    # (regime (b), subset-only) at 10% and 30%. 5 seeds. The dataset and model are the preset's (digits-quick:
+    # digits, the small CNN) unless --dataset/--model/--preset say otherwise.
+    "vs-pruning": {
+        "preset": "digits-quick",
+        "cells": [
+            {"method": "full-aug"},
+            {"method": "full-aug", "pruning": "infobatch", "prune_ratio": 0.3},
+            {"method": "full-aug", "pruning": "infobatch", "prune_ratio": 0.5},
+            {"method": "full-aug", "pruning": "ucb", "prune_keep": 0.7},
+            {"method": "subset-only", "selector": "random", "fraction": 0.1},
+            {"method": "subset-only", "selector": "random", "fraction": 0.3},
+            {"method": "subset-only", "selector": "coreset", "fraction": 0.1},
+            {"method": "subset-only", "selector": "coreset", "fraction": 0.3},
+        ],
+        "seeds": [0, 1, 2, 3, 4],
+        # spectral diagnostics off: their probe passes would add the same cost to every method
+        "overrides": {"diagnostics_every": 0},
     },
 }
 
@@ -168,17 +192,35 @@ def _dedup(seq):
 
 
 # ------------------------------------------------------------------------------------ the grid
+#: Keys a cell of ``cells`` may not set: the seed is the grid's ``seeds`` axis.
+_CELL_FORBIDDEN: frozenset[str] = frozenset({"seed"})
+#: Cell keys that the folder name spells out through the method / selector / fraction / pruning parts.
+_NAMED_KEYS: frozenset[str] = frozenset({"method", "selector", "fraction", "pruning", "prune_ratio", "prune_delta",
+                                         "prune_keep", "prune_epsilon", "prune_c", "prune_window"})
+
+
 @dataclass
 class GridSpec:
-    """A sweep grid: a base config (preset + config file + fixed overrides) and four axes."""
+    """A sweep grid: a base config (preset + config file + fixed overrides), the product of three axes
+    (``methods`` × ``selectors`` × ``fractions``) and/or explicit ``cells`` (each a mapping of config keys,
+    e.g. ``{"method": "full-aug", "pruning": "infobatch", "prune_ratio": 0.3}``), all times ``seeds``.
+
+    Without ``cells`` the product defaults to subset-only × coreset × 0.1 (as before); with ``cells`` there
+    is a product only where ``methods`` is given. A cell's keys win over the fixed ``overrides``.
+    Launch settings (``slurm_*``) ride along for ``--launcher submitit``; they do not change any run.
+    """
 
     preset: str | None = None
     config: str | None = None
-    methods: list[str] = field(default_factory=lambda: ["subset-only"])
-    selectors: list[str] = field(default_factory=lambda: ["coreset"])
-    fractions: list[float] = field(default_factory=lambda: [0.1])
+    methods: list[str] | None = None
+    selectors: list[str] | None = None
+    fractions: list[float] | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     overrides: dict[str, Any] = field(default_factory=dict)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    slurm_partition: str | None = None
+    slurm_time: str | int | None = None
+    slurm_gpus: int | None = None
     name: str | None = None  # the grid preset it came from, if any
 
     def normalized(self) -> "GridSpec":
@@ -193,27 +235,64 @@ class GridSpec:
         axes = sorted(set(self.overrides) & AXIS_FIELDS)
         if axes:
             raise ConfigError(f"{', '.join(axes)} is a grid axis, not a fixed override: use --methods/--selectors/"
-                              "--fractions/--seeds")
-        return replace(self, methods=parse_names(self.methods, "method"),
-                       selectors=parse_names(self.selectors, "selector"),
-                       fractions=parse_fractions(self.fractions), seeds=parse_seeds(self.seeds),
-                       overrides=dict(self.overrides))
+                              "--fractions/--seeds, or grid cells")
+        cells = normalize_cells(self.cells)
+        if cells and _unset(self.methods):  # explicit cells only: no product
+            if not (_unset(self.selectors) and _unset(self.fractions)):
+                raise ConfigError("selectors/fractions span a product with methods: with grid cells, give --methods "
+                                  "too (or put the selector and fraction in the cells)")
+            methods, selectors, fractions = [], [], []
+        else:
+            methods = parse_names(["subset-only"] if self.methods is None else self.methods, "method")
+            selectors = parse_names(["coreset"] if self.selectors is None else self.selectors, "selector")
+            fractions = parse_fractions([0.1] if self.fractions is None else self.fractions)
+        return replace(self, methods=methods, selectors=selectors, fractions=fractions, seeds=parse_seeds(self.seeds),
+                       overrides=dict(self.overrides), cells=cells)
+
+
+def _unset(value: Any) -> bool:
+    """An axis not given: ``None`` or an empty list (a normalized grid of explicit cells only)."""
+    return value is None or (isinstance(value, (list, tuple)) and not value)
+
+
+def normalize_cells(cells: Any) -> list[dict[str, Any]]:
+    """Check the explicit cells of a grid: a list of mappings of config keys (not ``seed``), no two equal."""
+    from coreaug.train.config import FIELD_NAMES
+
+    if cells is None:
+        return []
+    if not isinstance(cells, (list, tuple)):
+        raise ConfigError(f"grid cells must be a list of mappings of config keys, got {type(cells).__name__}")
+    out: list[dict[str, Any]] = []
+    for i, cell in enumerate(cells, 1):
+        if not isinstance(cell, Mapping) or not cell:
+            raise ConfigError(f"grid cell {i} must be a non-empty mapping of config keys, got {cell!r}")
+        bad = sorted(set(cell) - FIELD_NAMES)
+        if bad:
+            raise ConfigError(f"unknown config key(s) {', '.join(map(repr, bad))} in grid cell {i}")
+        if set(cell) & _CELL_FORBIDDEN:
+            raise ConfigError(f"grid cell {i} sets seed: seeds are the grid's 'seeds' axis (--seeds)")
+        out.append(dict(cell))
+    return out
 
 
 @dataclass(frozen=True)
 class RunPoint:
-    """One grid point: its folder name and the axis values (``selector``/``fraction`` None for full/full-aug)."""
+    """One grid point: its folder name and the axis values (``selector``/``fraction`` None for full/full-aug);
+    ``extra`` holds the other config keys of an explicit grid cell (pruning, …)."""
 
     name: str
     method: str
     selector: str | None
     fraction: float | None
     seed: int
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def axis_overrides(self) -> dict[str, Any]:
         d: dict[str, Any] = {"method": self.method, "seed": self.seed}
         if self.selector is not None:
             d.update(selector=self.selector, fraction=self.fraction)
+        d.update(self.extra)
         return d
 
 
@@ -224,17 +303,55 @@ def fraction_label(fraction: float) -> str:
     return short if float(short) == fraction else repr(float(fraction))
 
 
-def run_name(method: str, selector: str | None, fraction: float | None, seed: int) -> str:
-    """``method__selector__f<fraction>__s<seed>`` (subset methods) or ``method__s<seed>``; distinct grid
-    points get distinct names (:func:`fraction_label`)."""
-    if selector is None:
-        return f"{method}__s{seed}"
-    return f"{method}__{selector}__f{fraction_label(fraction)}__s{seed}"
+def value_label(value: Any) -> str:
+    """A config value as it appears in a folder name (numbers as :func:`fraction_label`; no path separators)."""
+    import json
+
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = fraction_label(value)
+    elif isinstance(value, (int, str)):
+        text = str(value)
+    elif isinstance(value, (list, tuple)):
+        text = ",".join(value_label(v) for v in value)
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return re.sub(r"[\s/\\]+", "_", text) or "_"
+
+
+def pruning_label(cfg: Any) -> str | None:
+    """The pruning part of a folder name: ``infobatch-r0.3``, ``ucb-k0.7``, ``epsilon-greedy-k0.7-e0.1`` (plus
+    ``-d``/``-c``/``-w`` where δ, c or the window differ from their defaults); ``None`` without pruning."""
+    from coreaug.train.config import TrainConfig
+
+    if cfg.pruning == "none":
+        return None
+    default = TrainConfig()
+    if cfg.pruning == "infobatch":
+        parts = [("r", cfg.prune_ratio, None), ("d", cfg.prune_delta, default.prune_delta)]
+    else:
+        parts = [("k", cfg.prune_keep, None)]
+        if cfg.pruning == "epsilon-greedy":
+            parts.append(("e", cfg.prune_epsilon, None))
+        parts += [("c", cfg.prune_c, default.prune_c), ("w", cfg.prune_window, default.prune_window)]
+    return "-".join([cfg.pruning] + [f"{k}{value_label(float(v) if k != 'w' else v)}" for k, v, d in parts
+                                     if d is None or v != d])
+
+
+def run_name(method: str, selector: str | None, fraction: float | None, seed: int,
+             tags: Sequence[str] = ()) -> str:
+    """``method__selector__f<fraction>[__tag…]__s<seed>`` (subset methods) or ``method[__tag…]__s<seed>``; tags
+    name the pruning (:func:`pruning_label`) and a cell's other keys (``lr-0.05``). Distinct grid points get
+    distinct names (:func:`fraction_label`, :func:`_check_names_unique`)."""
+    head = method if selector is None else f"{method}__{selector}__f{fraction_label(fraction)}"
+    return "__".join([head, *tags, f"s{seed}"])
 
 
 def expand_grid(spec: GridSpec) -> list[RunPoint]:
     """Every run of the grid, seed-major (all configurations of seed 0 first, so a sweep cut short
-    still has whole seeds). Non-subset methods appear once per seed."""
+    still has whole seeds): the product points, then the explicit cells. Non-subset methods appear once
+    per seed. Every point's config is resolved (and so validated) here; a bad cell fails in one line."""
     spec = spec.normalized()
     subset = set(_subset_methods())
     points: list[RunPoint] = []
@@ -243,12 +360,42 @@ def expand_grid(spec: GridSpec) -> list[RunPoint]:
             if method in subset:
                 for selector in spec.selectors:
                     for fraction in spec.fractions:
-                        points.append(RunPoint(run_name(method, selector, fraction, seed), method, selector,
-                                               fraction, seed))
+                        points.append(_product_point(spec, method, selector, fraction, seed))
             else:
-                points.append(RunPoint(run_name(method, None, None, seed), method, None, None, seed))
+                points.append(_product_point(spec, method, None, None, seed))
+        points.extend(_cell_point(spec, i, cell, seed) for i, cell in enumerate(spec.cells, 1))
     _check_names_unique(points)
     return points
+
+
+def _product_point(spec: GridSpec, method: str, selector: str | None, fraction: float | None,
+                   seed: int) -> RunPoint:
+    """A point of the methods × selectors × fractions product (named with its pruning, if the overrides set one)."""
+    point = RunPoint(run_name(method, selector, fraction, seed), method, selector, fraction, seed)
+    tag = pruning_label(resolve_point(spec, point))
+    return replace(point, name=run_name(method, selector, fraction, seed, [tag])) if tag else point
+
+
+def _cell_point(spec: GridSpec, index: int, cell: Mapping[str, Any], seed: int) -> RunPoint:
+    """The point of explicit cell ``index`` (1-based) at ``seed``, named from its resolved config."""
+    from coreaug.train import resolve_config
+
+    try:
+        cfg = resolve_config(spec.preset, spec.config, {**spec.overrides, **cell, "seed": seed})
+    except ConfigError as exc:
+        raise ConfigError(f"grid cell {index} ({_cell_text(cell)}): {exc}") from None
+    if not cfg.uses_subset and ({"selector", "fraction"} & set(cell)):
+        raise ConfigError(f"grid cell {index} ({_cell_text(cell)}): {cfg.method} trains on all n examples; "
+                          "drop its selector and fraction")
+    selector, fraction = (cfg.selector, cfg.fraction) if cfg.uses_subset else (None, None)
+    extra = {k: v for k, v in cell.items() if k not in ("method", "selector", "fraction")}
+    tags = [t for t in [pruning_label(cfg)] if t]
+    tags += [f"{k}-{value_label(v)}" for k, v in sorted(extra.items()) if k not in _NAMED_KEYS]
+    return RunPoint(run_name(cfg.method, selector, fraction, seed, tags), cfg.method, selector, fraction, seed, extra)
+
+
+def _cell_text(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in cell.items())
 
 
 def _check_names_unique(points: Sequence[RunPoint]) -> None:
@@ -458,14 +605,18 @@ def describe(p: PlannedRun) -> str:
 def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
               log: Callable[[str], None] = print,
               train_fn: Callable[..., dict[str, Any]] | None = None,
-              deadline: float | None = None) -> SweepOutcome:
-    """Run the planned runs one after another, in this process.
+              deadline: float | None = None, launcher: Any = None) -> SweepOutcome:
+    """Run the planned runs: one after another in this process, or through ``launcher``.
 
     A run that raises is reported in one line (``FAILED name: Error: message``) and the sweep goes on,
     except for a missing dataset, which would fail every run the same way and so stops the sweep
     (``DatasetNotFoundError`` is re-raised). ``KeyboardInterrupt`` stops it too (the interrupted run
     keeps its checkpoint and resumes next time). With ``deadline`` (a ``time.perf_counter()`` value) no
     run starts after it: those left are reported as ``not started`` (neither done nor failed).
+
+    ``launcher`` (:mod:`coreaug.launch`: :class:`~coreaug.launch.LocalJobs` runs N cells at once as
+    subprocesses, :class:`~coreaug.launch.SubmititLauncher` sends them to SLURM) runs the same plan by the
+    same rules: it calls ``launcher.run(planned, tally, deadline)`` with a :class:`SweepTally`.
 
     The sweep folder of every planned run is locked (:func:`coreaug.runlock.acquire_sweep_lock`, re-entrant:
     ``coreaug sweep`` already holds it while planning) for the whole call; another live sweep into one of
@@ -478,58 +629,98 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
     with contextlib.ExitStack() as locks:
         for folder in sorted({p.dir.parent for p in planned}, key=str):
             locks.enter_context(acquire_sweep_lock(folder))
+        if launcher is not None:
+            tally = SweepTally(list(planned), log)
+            launcher.run(list(planned), tally, deadline)
+            return tally.outcome()
         return _run_planned(planned, quiet_runs=quiet_runs, log=log, train_fn=train_fn, deadline=deadline)
+
+
+class SweepTally:
+    """The bookkeeping every way of running a plan shares: per run ``"ok"``/``"skipped"``/an error line, the
+    failed runs, and the log lines ``[i/total] name: …``."""
+
+    def __init__(self, planned: Sequence[PlannedRun], log: Callable[[str], None]) -> None:
+        self.planned = list(planned)
+        self.log = log
+        self.status: dict[str, str] = {}
+        self.failed: list[str] = []
+        self.t0 = time.perf_counter()
+        self._index = {p.point.name: i for i, p in enumerate(self.planned, 1)}
+
+    def tag(self, p: PlannedRun) -> str:
+        width = len(str(len(self.planned)))
+        return f"[{self._index[p.point.name]:>{width}}/{len(self.planned)}] {p.point.name}"
+
+    def settle(self, p: PlannedRun, deadline: float | None) -> bool:
+        """Record a run that needs no training (completed → skipped, conflict → failed, past the deadline →
+        not started) and return True; False when it is to be trained."""
+        if p.action == "skip":
+            self.status[p.point.name] = "skipped"
+            self.log(f"{self.tag(p)}: skipped ({p.detail})")
+        elif p.action == "conflict":
+            self.fail(p, "ConfigError", p.detail, status=p.detail)
+        elif deadline is not None and time.perf_counter() >= deadline:
+            self.status[p.point.name] = "not started"
+            self.log(f"{self.tag(p)}: not started (time budget spent)")
+        else:
+            return False
+        return True
+
+    def fail(self, p: PlannedRun, kind: str, message: str, *, status: str | None = None) -> None:
+        """A run that failed: one line ``FAILED: kind: message``."""
+        self.status[p.point.name] = status if status is not None else f"{kind}: {message}"
+        self.failed.append(p.point.name)
+        self.log(f"{self.tag(p)}: FAILED: {kind}: {message}" if kind else f"{self.tag(p)}: FAILED: {message}")
+
+    def finish(self, p: PlannedRun, res: Mapping[str, Any], *, resumed: bool, seconds: float, where: str = "") -> None:
+        """A run that returned its results (completed, or stopped early: then it counts as failed)."""
+        if not res.get("completed"):
+            self.fail(p, "", f"stopped after epoch {res.get('epochs_done')}",
+                      status=f"stopped after epoch {res.get('epochs_done')}")
+            return
+        self.status[p.point.name] = "ok"
+        self.log(f"{self.tag(p)}: {'resumed, ' if resumed else ''}acc {res['final_test_acc']:.4f}, "
+                 f"time {res['wall_clock_total']:.1f}s (selection {res['selection_time_total']:.1f}s), "
+                 f"{seconds:.0f}s{where}; sweep {time.perf_counter() - self.t0:.0f}s")
+
+    def outcome(self) -> "SweepOutcome":
+        return SweepOutcome(self.planned, self.status, self.failed, time.perf_counter() - self.t0)
+
+
+def resume_flag(p: PlannedRun) -> bool:
+    """Whether the run goes through train's resume: a checkpoint, or a folder stopped before its first
+    checkpoint (see :func:`plan_run`), which starts over at epoch 0 with its config.json (train locks the
+    folder and checks that config's hash)."""
+    return p.action == "resume" or (p.action == "run" and (p.dir / "config.json").is_file())
+
+
+def error_line(exc: BaseException) -> str:
+    """The first line of an exception's message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _run_planned(planned: Sequence[PlannedRun], *, quiet_runs: bool, log: Callable[[str], None],
                  train_fn: Callable[..., dict[str, Any]] | None, deadline: float | None) -> SweepOutcome:
-    """:func:`run_sweep`'s loop (the sweep folders are locked)."""
+    """:func:`run_sweep`'s loop in this process (the sweep folders are locked)."""
     if train_fn is None:
         from coreaug.train import train as train_fn
-    t0 = time.perf_counter()
-    status: dict[str, str] = {}
-    failed: list[str] = []
-    total = len(planned)
-    width = len(str(total))
-    for i, p in enumerate(planned, 1):
-        tag = f"[{i:>{width}}/{total}] {p.point.name}"
-        if p.action == "skip":
-            status[p.point.name] = "skipped"
-            log(f"{tag}: skipped ({p.detail})")
+    tally = SweepTally(planned, log)
+    for p in planned:
+        if tally.settle(p, deadline):
             continue
-        if p.action == "conflict":
-            status[p.point.name] = p.detail
-            failed.append(p.point.name)
-            log(f"{tag}: FAILED: ConfigError: {p.detail}")
-            continue
-        if deadline is not None and time.perf_counter() >= deadline:
-            status[p.point.name] = "not started"
-            log(f"{tag}: not started (time budget spent)")
-            continue
-        # A folder stopped before its first checkpoint (see plan_run) starts over at epoch 0 with its
-        # config.json, through train's resume (which locks the folder and checks that config's hash).
-        resume = p.action == "resume" or (p.action == "run" and (p.dir / "config.json").is_file())
+        resume = resume_flag(p)
         try:
             t = time.perf_counter()
             res = train_fn(p.cfg, p.dir, resume=resume, quiet=quiet_runs)
         except DatasetNotFoundError:
             raise
         except (CoreaugError, Exception) as exc:  # one line; the sweep goes on
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            status[p.point.name] = f"{type(exc).__name__}: {msg}"
-            failed.append(p.point.name)
-            log(f"{tag}: FAILED: {type(exc).__name__}: {msg}")
+            tally.fail(p, type(exc).__name__, error_line(exc))
             continue
-        if not res.get("completed"):
-            status[p.point.name] = f"stopped after epoch {res.get('epochs_done')}"
-            failed.append(p.point.name)
-            log(f"{tag}: FAILED: stopped after epoch {res.get('epochs_done')}")
-            continue
-        status[p.point.name] = "ok"
-        log(f"{tag}: {'resumed, ' if resume else ''}acc {res['final_test_acc']:.4f}, "
-            f"time {res['wall_clock_total']:.1f}s (selection {res['selection_time_total']:.1f}s), "
-            f"{time.perf_counter() - t:.0f}s; sweep {time.perf_counter() - t0:.0f}s")
-    return SweepOutcome(list(planned), status, failed, time.perf_counter() - t0)
+        tally.finish(p, res, resumed=resume, seconds=time.perf_counter() - t)
+    return tally.outcome()
 
 
 def load_note() -> str:
@@ -544,5 +735,5 @@ def load_note() -> str:
 __all__ = [
     "GRID_PRESETS", "GridSpec", "RunPoint", "PlannedRun", "SweepOutcome", "build_grid", "expand_grid", "parse_seeds",
     "parse_fractions", "parse_names", "plan_sweep", "run_sweep", "run_name", "read_grid_file", "describe",
-    "known_selectors",
+    "known_selectors", "SweepTally", "resume_flag", "pruning_label",
 ]

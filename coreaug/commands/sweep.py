@@ -7,13 +7,23 @@ Examples::
     coreaug sweep --grid digits-selectors --out runs/selectors          # every selector, 5 seeds
     coreaug sweep --grid paper-cifar10 --data-root data/cifar-10-batches-py --out runs/paper --device cuda
     coreaug sweep --grid-file grid.yaml --out runs/g --dry-run            # list the runs, run nothing
+    coreaug sweep --grid vs-pruning --model mlp --out runs/vs --jobs 2    # 2 cells at once on this machine
+    coreaug sweep --grid vs-pruning --preset cifar10-resnet20 --data-root data/cifar-10-batches-py --out runs/vsc \
+        --launcher submitit --slurm-partition gpu --slurm-time 12:00:00 --slurm-gpus 1   # one SLURM job a cell
 
-Each run goes to OUT/<method>__<selector>__f<fraction>__s<seed>/ (full / full-aug: OUT/<method>__s<seed>/);
+Each run goes to OUT/<method>__<selector>__f<fraction>__s<seed>/ (full / full-aug: OUT/<method>__s<seed>/; with
+pruning e.g. OUT/full-aug__infobatch-r0.3__s0/, a grid cell's other keys e.g. OUT/full-aug__lr-0.05__s0/);
 completed runs are skipped, interrupted ones resumed from their checkpoint (or, stopped before it, started
 over with their config.json); afterwards the report (accuracy mean ± std and ± 95% t confidence interval,
 Welch test vs random, time, selection share, speed-up vs full-aug, the paper's headline numbers where they
 exist) is written to OUT/report/. One sweep at a time writes into OUT (``OUT/.coreaug-sweep.lock``): a
 second one exits 2 at once, naming the first one's PID, having run nothing. Exit code 2 when any run failed.
+
+``--jobs N`` runs N cells at once as child processes (one GPU each where there are GPUs; otherwise each gets
+max(1, cores // N) CPU threads unless the grid sets ``threads``); ``--launcher submitit`` sends each cell to
+SLURM as a job (``pip install -e ".[submitit]"``), ``--launcher submitit-local`` runs those jobs on this
+machine through submitit's local executor. Every launcher keeps the same skip / resume rules, the run-folder
+lock keeps two jobs off one cell, and the report is written once, after all cells (see coreaug/launch.py).
 """
 
 from __future__ import annotations
@@ -30,7 +40,10 @@ from coreaug.errors import ConfigError
 _OVERRIDE_FLAGS: tuple[str, ...] = (
     "dataset", "data_root", "model", "epochs", "reselect_every", "lr", "batch_size", "milestones",
     "strong_aug", "weak_aug", "proxy", "per_class", "device", "threads", "num_workers", "label_noise",
+    "pruning", "prune_ratio", "prune_delta", "prune_keep", "prune_epsilon", "prune_c", "prune_window",
 )
+# grid keys that say where cells run, set by the flag of the same name
+_LAUNCH_FLAGS: tuple[str, ...] = ("slurm_partition", "slurm_time", "slurm_gpus")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (f"grid presets: {', '.join(GRID_PRESETS)}\n"
+                     "  vs-pruning: augmented coresets vs dynamic data pruning, 5 seeds: full-aug; InfoBatch r=0.3 and "
+                     "r=0.5 and UCB pruning (keep 0.7), each thinning the full-aug epoch (InfoBatch with strong "
+                     "augmentation: every method sees the same strong augmentation); random subsets and augmented "
+                     "coresets (subset-only) at 10% and 30%. Dataset/model: the preset's (digits-quick) unless "
+                     "--preset/--dataset/--model say otherwise.\n"
                      "precedence: --grid < --grid-file < flags. Grid file keys: preset, config, methods, selectors, "
-                     "fractions, seeds, overrides (a mapping of config keys).")
+                     "fractions, seeds, overrides (a mapping of config keys, the same for every run), cells (a list "
+                     "of mappings of config keys, one run per cell and seed, e.g. {method: full-aug, pruning: "
+                     "infobatch, prune_ratio: 0.3}; a cell's keys win over overrides), slurm_partition, slurm_time, "
+                     "slurm_gpus.")
     g = parser.add_argument_group("the grid")
     g.add_argument("--grid", help="a grid preset: " + ", ".join(GRID_PRESETS))
     g.add_argument("--grid-file", help="YAML (or JSON) grid file")
@@ -65,12 +86,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--proxy")
     g.add_argument("--per-class")
     g.add_argument("--label-noise", type=float)
+    g.add_argument("--pruning", help="dynamic pruning of the full-data main set of every run (methods full, full-aug, "
+                                     "full+aug-subset): none | infobatch | ucb | epsilon-greedy; per-cell pruning: grid "
+                                     "cells (--grid vs-pruning)")
+    g.add_argument("--prune-ratio", type=float, metavar="R", help="InfoBatch r in [0, 1) (default 0.5)")
+    g.add_argument("--prune-delta", type=float, metavar="D", help="InfoBatch: share of epochs that prune, (0, 1]")
+    g.add_argument("--prune-keep", type=float, metavar="K", help="UCB/epsilon-greedy: share kept per epoch (0.7)")
+    g.add_argument("--prune-epsilon", type=float, metavar="E", help="epsilon-greedy: random share of the kept set")
+    g.add_argument("--prune-c", type=float, metavar="C", help="UCB/epsilon-greedy: score = mean + C*std (1.0)")
+    g.add_argument("--prune-window", type=int, metavar="W", help="UCB/epsilon-greedy: recent losses kept (5)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other config key (value parsed as YAML), repeatable: --set aug_weight=gamma")
     g = parser.add_argument_group("execution")
     g.add_argument("--device", help="auto|cpu|cuda|cuda:N")
-    g.add_argument("--threads", type=int, help="torch CPU threads per run")
+    g.add_argument("--threads", type=int, help="torch CPU threads per run (default with --jobs N: max(1, cores // N))")
     g.add_argument("--num-workers", type=int)
+    g.add_argument("--jobs", type=int, metavar="N",
+                   help="run N cells at once as child processes (one GPU each where there are GPUs); with "
+                        "--launcher submitit*: the most jobs in flight (default: all)")
+    g.add_argument("--launcher", default="local",
+                   help="local (default: this machine) | submitit (alias slurm: one SLURM job a cell, pip install -e "
+                        "'.[submitit]') | submitit-local (submitit's local executor: jobs on this machine)")
+    g.add_argument("--slurm-partition", help="SLURM partition of the jobs (--launcher submitit)")
+    g.add_argument("--slurm-time", help="time limit of one job: minutes or [D-]HH:MM:SS (default 240 minutes; a job "
+                                        "that hits it is requeued and resumes from its checkpoint)")
+    g.add_argument("--slurm-gpus", type=int, help="GPUs per job (default 0)")
     g.add_argument("--dry-run", action="store_true", help="list the runs (run / skip / resume) and stop")
     g.add_argument("--no-report", action="store_true", help="do not write OUT/report/")
     g.add_argument("--verbose", action="store_true", help="show each run's progress bars and epoch lines")
@@ -99,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, field) for field in _OVERRIDE_FLAGS}
     overrides.update(_parse_set(args.set))
     spec = build_grid(args.grid, args.grid_file, preset=args.preset, config=args.config, methods=args.methods,
-                      selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides)
+                      selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides,
+                      **{k: getattr(args, k) for k in _LAUNCH_FLAGS})
     out = Path(args.out)
     expand_grid(spec)  # bad grids (e.g. two points sharing a folder) fail before anything is created
+    launcher = _launcher(args, spec, out)  # bad --jobs / --launcher too
     _check_out(out, report=not args.no_report)
     if args.dry_run:
         return _dry_run(spec, out)
@@ -110,7 +152,16 @@ def run(args: argparse.Namespace) -> int:
     with acquire_sweep_lock(out):
         planned = plan_sweep(spec, out)
         print(_headline(spec, out, planned) + (f"; {load_note()}" if load_note() else ""), flush=True)
-        return _run_and_report(args, out, planned)
+        return _run_and_report(args, out, planned, launcher)
+
+
+def _launcher(args: argparse.Namespace, spec, out: Path):
+    """The launcher of the cells (None: this process, one after another); raises ConfigError on bad input."""
+    from coreaug.launch import make_launcher
+
+    threads_fixed = "threads" in spec.overrides or any("threads" in cell for cell in spec.cells)
+    return make_launcher(args.launcher, jobs=args.jobs, out=out, threads_fixed=threads_fixed,
+                         slurm_partition=spec.slurm_partition, slurm_time=spec.slurm_time, slurm_gpus=spec.slurm_gpus)
 
 
 def _check_out(out: Path, *, report: bool) -> None:
@@ -147,11 +198,11 @@ def _dry_run(spec, out: Path) -> int:
     return 0
 
 
-def _run_and_report(args: argparse.Namespace, out: Path, planned: list) -> int:
+def _run_and_report(args: argparse.Namespace, out: Path, planned: list, launcher=None) -> int:
     """Run the plan (the sweep lock is held), write OUT/report from the completed runs, return the exit code."""
     from coreaug.sweep import run_sweep
 
-    outcome = run_sweep(planned, quiet_runs=not args.verbose, log=lambda s: print(s, flush=True))
+    outcome = run_sweep(planned, quiet_runs=not args.verbose, log=lambda s: print(s, flush=True), launcher=launcher)
     done = len(outcome.completed_dirs)
     print(f"sweep finished in {outcome.seconds:.0f}s: {done} of {len(planned)} runs complete, "
           f"{len(outcome.failed)} failed", flush=True)

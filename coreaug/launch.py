@@ -1,0 +1,455 @@
+"""Launchers of ``coreaug sweep``: several grid cells at once on this machine, or on a SLURM cluster.
+
+:func:`coreaug.sweep.run_sweep` runs a plan in its own process, one cell after another. A launcher runs the
+same plan by the same rules (skip completed cells, resume interrupted ones, report a failed cell in one line
+and go on, stop on a missing dataset, write the report once after all cells):
+
+* :class:`LocalJobs` (``coreaug sweep --jobs N``): N cells at a time, each a child process
+  ``python -m coreaug.launch TASK.json OUTCOME.json`` that trains one cell with :func:`run_cell`. With GPUs
+  each child sees one (``CUDA_VISIBLE_DEVICES``, round-robin over the job slots); the CPU threads are split
+  among the jobs (``max(1, cores // N)`` per job) unless the grid fixes ``threads``. Ctrl-C forwards one
+  SIGINT to each child (each keeps its last checkpoint and frees its run folder) and ends the sweep.
+* :class:`SubmititLauncher` (``--launcher submitit``, alias ``slurm``): one SLURM job per cell through
+  `submitit <https://github.com/facebookincubator/submitit>`_ (``pip install -e ".[submitit]"``), with
+  ``--slurm-partition``, ``--slurm-time`` and ``--slurm-gpus``; a job that times out or is preempted is
+  requeued and resumes from its checkpoint. ``--launcher submitit-local`` uses submitit's local executor
+  (each job a process on this machine): the same code path without a cluster, used by the tests.
+
+In every case the cell's run folder lock (:mod:`coreaug.runlock`, taken by :func:`coreaug.train.train` in
+the job) keeps two jobs off one cell, and the sweep lock of ``OUT`` is held by the sweep for the whole time.
+Results do not depend on the launcher: a CPU cell with the same seed and thread count is bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from coreaug.errors import ConfigError, DatasetNotFoundError
+
+#: ``--launcher`` values: ``local`` (this process, or ``--jobs N`` child processes), ``submitit`` / ``slurm``
+#: (SLURM through submitit), ``submitit-local`` (submitit's local executor: tests, a machine without SLURM).
+LAUNCHERS: tuple[str, ...] = ("local", "submitit", "slurm", "submitit-local")
+#: Minutes a SLURM job may run when neither ``--slurm-time`` nor the grid file says (then it is requeued).
+DEFAULT_SLURM_MINUTES = 240
+#: Seconds the children get to stop after a Ctrl-C (each SIGINT'ed once) before they are killed.
+STOP_GRACE_S = 30.0
+#: Keys of a cell's results the sweep reports (the rest stays in the cell's results.json).
+_RESULT_KEYS: tuple[str, ...] = ("completed", "epochs_done", "final_test_acc", "wall_clock_total",
+                                 "selection_time_total")
+SUBMITIT_HINT = 'pip install -e ".[submitit]"'
+
+
+# --------------------------------------------------------------------------------- one cell (the job side)
+def cell_task(p: Any, *, threads: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """What a job needs to train planned run ``p``: its resolved config (``threads``/``device`` replaced where
+    given: neither enters the config hash), its folder and whether train resumes."""
+    from coreaug.sweep import resume_flag
+
+    config = p.cfg.to_dict()
+    if threads is not None:
+        config["threads"] = threads
+    if device is not None:
+        config["device"] = device
+    return {"config": config, "out": str(Path(p.dir).resolve()), "resume": resume_flag(p)}
+
+
+def run_cell(task: Mapping[str, Any]) -> dict[str, Any]:
+    """Train one cell; never raises for a failed run (``KeyboardInterrupt`` excepted).
+
+    Returns ``{"results": {...}}`` (the sweep's keys of results.json) or ``{"error": "TypeName", "message":
+    "first line"}``."""
+    from coreaug.sweep import error_line
+
+    try:
+        from coreaug.train import train
+        from coreaug.train.config import config_from_dict
+
+        cfg = config_from_dict(task["config"])
+        res = train(cfg, Path(task["out"]), resume=bool(task["resume"]), quiet=True)
+    except Exception as exc:  # noqa: BLE001 - reported by the sweep in one line
+        return {"error": type(exc).__name__, "message": error_line(exc)}
+    return {"results": {k: res.get(k) for k in _RESULT_KEYS}}
+
+
+class CellJob:
+    """The callable a submitit job runs: :func:`run_cell`. Checkpointable: on a SLURM timeout or preemption
+    submitit calls :meth:`checkpoint` and requeues the job, which then resumes from the cell's checkpoint."""
+
+    def __call__(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        return run_cell(task)
+
+    def checkpoint(self, task: Mapping[str, Any]) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        out = Path(task["out"])
+        again = (out / "checkpoint.pt").is_file() or (out / "config.json").is_file()
+        return DelayedSubmission(CellJob(), {**task, "resume": bool(task["resume"]) or again})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m coreaug.launch TASK.json OUTCOME.json``: train one cell, write its outcome (a child of
+    :class:`LocalJobs`). Ctrl-C: ``coreaug: interrupted``, exit 130; the process ends with the parent."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _end_with_parent()
+    try:
+        task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        outcome = run_cell(task)
+    except KeyboardInterrupt:
+        _exit(130, "coreaug: interrupted\n")
+    from coreaug.io import write_json_atomic
+
+    write_json_atomic(argv[1], outcome)
+    _exit(0, "")
+
+
+def _exit(code: int, message: str) -> None:
+    """Flush and end the process now (no interpreter shutdown, as :func:`coreaug.cli._end_process`)."""
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if message:
+        os.write(2, message.encode())
+    os._exit(code)
+
+
+def _end_with_parent() -> None:
+    """Linux: have the kernel kill this child when the sweep process dies (a second Ctrl-C ends the sweep at
+    once; its run folders survive SIGKILL). Elsewhere a no-op."""
+    parent = os.environ.get("COREAUG_SWEEP_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if str(os.getppid()) != parent:  # the parent died before prctl
+        os._exit(137)
+
+
+# ------------------------------------------------------------------------------------- checks and choices
+def check_jobs(jobs: Any) -> int | None:
+    """``--jobs``: ``None`` or an integer >= 1 (else a one-line ConfigError)."""
+    if jobs is None:
+        return None
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs must be an integer >= 1 (cells run at once), got {jobs!r}")
+    return jobs
+
+
+def check_launcher(name: str) -> str:
+    """A known launcher whose tools are here: submitit importable, SLURM's ``sbatch`` on PATH for ``submitit``/
+    ``slurm``; raise a one-line ConfigError otherwise. Returns the canonical name."""
+    if name not in LAUNCHERS:
+        raise ConfigError(f"unknown launcher {name!r}; choose one of: {', '.join(LAUNCHERS)}")
+    name = "submitit" if name == "slurm" else name
+    if name.startswith("submitit"):
+        import_submitit()
+    if name == "submitit" and shutil.which("sbatch") is None:
+        raise ConfigError("--launcher submitit sends cells to SLURM, but there is no 'sbatch' on PATH: run the sweep "
+                          "on a SLURM login node, or use --jobs N (this machine) or --launcher submitit-local")
+    return name
+
+
+def import_submitit() -> Any:
+    """The submitit module, or a one-line ConfigError naming the extra that installs it."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(f"--launcher submitit needs the optional package submitit: {SUBMITIT_HINT}") from None
+    return submitit
+
+
+def parse_slurm_time(value: Any) -> int:
+    """A SLURM time limit → whole minutes: ``90`` (minutes), ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``,
+    ``D-HH:MM:SS``; raise a one-line ConfigError otherwise."""
+    text = str(value).strip()
+    if not isinstance(value, bool):
+        m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+        if m:
+            d, a, b, c = (int(g) if g is not None else None for g in m.groups())
+            if d is None:  # M | M:S | H:M:S
+                seconds = a * 60 if b is None else (a * 60 + b if c is None else a * 3600 + b * 60 + c)
+            else:  # D-H | D-H:M | D-H:M:S
+                seconds = d * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+            if seconds > 0:
+                return -(-seconds // 60)
+    raise ConfigError(f"bad --slurm-time {value!r}: use minutes (90) or [D-]HH:MM:SS (e.g. 4:00:00, 1-00:00:00)")
+
+
+def check_slurm_gpus(value: Any) -> int:
+    """``--slurm-gpus``: GPUs per job, an integer >= 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"--slurm-gpus must be an integer >= 0 (GPUs per job), got {value!r}")
+    return value
+
+
+def visible_gpus() -> list[str]:
+    """The ``CUDA_VISIBLE_DEVICES`` value of each GPU this process sees (``torch.cuda.device_count()``; its own
+    ``CUDA_VISIBLE_DEVICES``, where set, names them); empty without GPUs."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [x.strip() for x in env.split(",") if x.strip()] if env else []
+    return names[:count] if len(names) >= count else [str(i) for i in range(count)]
+
+
+def split_threads(jobs: int) -> int:
+    """CPU threads of one of ``jobs`` concurrent cells: ``max(1, cores // jobs)``."""
+    from coreaug.device import available_cpus
+
+    return max(1, available_cpus() // jobs)
+
+
+# --------------------------------------------------------------------------------- N child processes here
+@dataclass
+class _Child:
+    plan: Any
+    proc: subprocess.Popen
+    slot: int
+    outcome: Path
+    log: Path
+    started: float
+    resumed: bool
+
+
+@dataclass
+class LocalJobs:
+    """Run the cells ``jobs`` at a time, each in a child process (``python -m coreaug.launch``).
+
+    ``threads``: CPU threads given to every cell (``None``: each cell's own config); ``gpus``: the
+    ``CUDA_VISIBLE_DEVICES`` values handed out round-robin over the job slots (``None``: :func:`visible_gpus`).
+    """
+
+    jobs: int
+    threads: int | None = None
+    gpus: list[str] | None = None
+    python: str = sys.executable
+    poll_s: float = 0.1
+    grace_s: float = STOP_GRACE_S
+    _children: dict[int, _Child] = field(default_factory=dict, repr=False)
+
+    def run(self, planned: Sequence[Any], tally: Any, deadline: float | None) -> None:
+        """Run the plan; results go to ``tally`` (:class:`coreaug.sweep.SweepTally`)."""
+        gpus = visible_gpus() if self.gpus is None else list(self.gpus)
+        queue = deque(p for p in planned if not tally.settle(p, None))
+        with tempfile.TemporaryDirectory(prefix="coreaug-jobs-") as tmp:
+            try:
+                while queue or self._children:
+                    self._fill(queue, tally, deadline, Path(tmp), gpus)
+                    if not self._reap(tally):
+                        time.sleep(self.poll_s)
+            except BaseException:  # Ctrl-C, a missing dataset, a bug: the children stop first
+                self.stop()
+                raise
+
+    def _fill(self, queue: deque, tally: Any, deadline: float | None, tmp: Path, gpus: list[str]) -> None:
+        """Start queued cells in the free job slots (none after the deadline)."""
+        free = [s for s in range(self.jobs) if s not in self._children]
+        while queue and free:
+            p = queue.popleft()
+            if tally.settle(p, deadline):
+                continue
+            slot = free.pop(0)
+            self._children[slot] = self._start(p, slot, tmp, gpus, tally)
+
+    def _start(self, p: Any, slot: int, tmp: Path, gpus: list[str], tally: Any) -> _Child:
+        device = None
+        env = dict(os.environ, COREAUG_SWEEP_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        where = [f"job {slot + 1}/{self.jobs}"]
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+            where.append(f"GPU {env['CUDA_VISIBLE_DEVICES']}")
+            if str(p.cfg.device).startswith("cuda:"):
+                device = "cuda"  # the one GPU it sees
+        task = cell_task(p, threads=self.threads, device=device)
+        threads = task["config"]["threads"]
+        if threads is not None:
+            where.append(f"{threads} thread{'s' if threads != 1 else ''}")
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                env.setdefault(var, str(threads))
+        stem = tmp / p.point.name
+        (task_path := stem.with_suffix(".task.json")).write_text(json.dumps(task), encoding="utf-8")
+        outcome, log = stem.with_suffix(".outcome.json"), stem.with_suffix(".log")
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen([self.python, "-m", "coreaug.launch", str(task_path), str(outcome)],
+                                    stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)  # a terminal's Ctrl-C reaches the sweep only
+        tally.log(f"{tally.tag(p)}: started ({', '.join(where)})")
+        return _Child(p, proc, slot, outcome, log, time.perf_counter(), task["resume"])
+
+    def _reap(self, tally: Any) -> bool:
+        """Record the children that ended; True when any did."""
+        ended = [s for s, c in self._children.items() if c.proc.poll() is not None]
+        for slot in ended:
+            child = self._children.pop(slot)
+            record_outcome(tally, child.plan, _read_outcome(child), resumed=child.resumed,
+                           seconds=time.perf_counter() - child.started)
+        return bool(ended)
+
+    def stop(self) -> None:
+        """SIGINT each running child once, wait up to ``grace_s`` for them, then kill the rest."""
+        children = list(self._children.values())
+        self._children.clear()
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                c.proc.send_signal(signal.SIGINT)
+        end = time.monotonic() + self.grace_s
+        for c in children:
+            try:
+                c.proc.wait(timeout=max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait()
+
+
+def _read_outcome(child: _Child) -> dict[str, Any]:
+    """The outcome a child wrote, or an error built from its exit code and the last line of its output."""
+    from coreaug.io import read_json_dict
+
+    outcome = read_json_dict(child.outcome)
+    if outcome is not None and child.proc.returncode == 0:
+        return outcome
+    lines = [ln.strip() for ln in child.log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    code = child.proc.returncode
+    why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    return {"error": "", "message": f"the job process ended ({why})" + (f": {lines[-1]}" if lines else "")}
+
+
+def record_outcome(tally: Any, p: Any, outcome: Mapping[str, Any], *, resumed: bool, seconds: float) -> None:
+    """Report one cell's outcome; a missing dataset stops the sweep (as :func:`coreaug.sweep.run_sweep` does)."""
+    if "results" in outcome:
+        tally.finish(p, outcome["results"], resumed=resumed, seconds=seconds)
+        return
+    if outcome.get("error") == "DatasetNotFoundError":
+        raise DatasetNotFoundError(outcome.get("message", ""))
+    tally.fail(p, str(outcome.get("error", "")), str(outcome.get("message", "")))
+
+
+# ------------------------------------------------------------------------------------------ submitit
+@dataclass
+class SubmititLauncher:
+    """One submitit job per cell: on SLURM (``cluster="slurm"``) or as local processes (``"local"``).
+
+    ``jobs``: the most cells in flight at once (``None``: all); ``threads`` as for :class:`LocalJobs`.
+    The sweep waits for every job, then writes its report; Ctrl-C cancels the jobs in flight."""
+
+    cluster: str
+    folder: Path
+    partition: str | None = None
+    minutes: int = DEFAULT_SLURM_MINUTES
+    gpus: int = 0
+    jobs: int | None = None
+    threads: int | None = None
+    poll_s: float = 0.5
+    _running: dict[Any, tuple[Any, float, bool]] = field(default_factory=dict, repr=False)
+
+    def executor(self) -> Any:
+        submitit = import_submitit()
+        ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
+        params: dict[str, Any] = {"timeout_min": self.minutes, "gpus_per_node": self.gpus, "name": "coreaug-sweep"}
+        if self.partition and self.cluster == "slurm":
+            params["slurm_partition"] = self.partition
+        ex.update_parameters(**params)
+        return ex
+
+    def run(self, planned: Sequence[Any], tally: Any, deadline: float | None) -> None:
+        """Submit the cells (at most ``jobs`` in flight), wait for all; results go to ``tally``."""
+        queue = deque(p for p in planned if not tally.settle(p, None))
+        if not queue:
+            return
+        ex = self.executor()
+        limit = self.jobs or len(queue)
+        try:
+            while queue or self._running:
+                while queue and len(self._running) < limit:
+                    p = queue.popleft()
+                    if not tally.settle(p, deadline):
+                        self._submit(ex, p, tally)
+                if not self._collect(tally):
+                    time.sleep(self.poll_s)
+        except BaseException:
+            self.cancel()
+            raise
+
+    def _submit(self, ex: Any, p: Any, tally: Any) -> None:
+        task = cell_task(p, threads=self.threads)
+        job = ex.submit(CellJob(), task)
+        self._running[job] = (p, time.perf_counter(), task["resume"])
+        tally.log(f"{tally.tag(p)}: submitted (job {job.job_id})")
+
+    def _collect(self, tally: Any) -> bool:
+        done = [job for job in self._running if job.done()]
+        for job in done:
+            p, t, resumed = self._running.pop(job)
+            try:
+                outcome = job.result()
+            except Exception as exc:  # noqa: BLE001 - the job failed outside run_cell (killed, timed out …)
+                from coreaug.sweep import error_line
+
+                outcome = {"error": type(exc).__name__, "message": error_line(exc)}
+            record_outcome(tally, p, outcome, resumed=resumed, seconds=time.perf_counter() - t)
+        return bool(done)
+
+    def cancel(self) -> None:
+        """Cancel the jobs in flight (SIGINT to local ones: they keep their checkpoints)."""
+        running = list(self._running)
+        self._running.clear()
+        for job in running:
+            with contextlib.suppress(Exception):
+                job.cancel(check=False)
+        for job in running:  # local jobs: wait (a while) for them to free their run folders
+            proc = getattr(job, "_process", None)
+            if proc is not None:
+                try:
+                    proc.wait(timeout=STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool, slurm_partition: str | None = None,
+                  slurm_time: Any = None, slurm_gpus: Any = None) -> Any:
+    """The launcher for ``coreaug sweep`` (``None``: this process, one cell after another), checked now so
+    that bad input fails in one line before anything is written.
+
+    ``threads_fixed``: the grid sets ``threads`` itself; otherwise cells running side by side here share the
+    cores (``max(1, cores // jobs)`` each)."""
+    jobs = check_jobs(jobs)
+    name = check_launcher(name)
+    minutes = DEFAULT_SLURM_MINUTES if slurm_time is None else parse_slurm_time(slurm_time)
+    gpus = check_slurm_gpus(slurm_gpus)
+    if name == "local":
+        if jobs is None or jobs == 1:
+            return None
+        return LocalJobs(jobs, threads=None if threads_fixed else split_threads(jobs))
+    cluster = "slurm" if name == "submitit" else "local"
+    threads = None
+    if cluster == "local" and not threads_fixed and jobs is not None:
+        threads = split_threads(jobs)
+    return SubmititLauncher(cluster, out / ".submitit", partition=slurm_partition, minutes=minutes, gpus=gpus,
+                            jobs=jobs, threads=threads)
+
+
+__all__ = ["LAUNCHERS", "LocalJobs", "SubmititLauncher", "CellJob", "run_cell", "cell_task", "make_launcher",
+           "check_launcher", "check_jobs", "parse_slurm_time", "visible_gpus", "split_threads"]
+
+
+if __name__ == "__main__":  # pragma: no cover - the child of LocalJobs
+    main()
