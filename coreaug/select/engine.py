@@ -171,7 +171,7 @@ def build_batch(feats: list[torch.Tensor], similarity: str, *, workspace: torch.
         def finish_(blk: torch.Tensor, a: int, b: int) -> None:
             if n < m:
                 blk[:, n:].zero_()
-            colsum.add_(blk.sum(dim=0))
+            colsum.add_(blk.sum(dim=0, dtype=torch.float64))  # float64: the gains cancel down from these sums
             torch.amax(blk.view(b - a, nb, BLOCK), dim=2, out=block_max[c, a:b])
 
         for a in range(0, n, step):

@@ -20,7 +20,11 @@ support with the non-negative ridge problem above. The re-solve is exact:
 
 OMP stops early when no unchosen point has a positive correlation with the residual. As in CORDS,
 support points whose weight is 0 are dropped and the remaining budget is filled with seeded random
-points of the class at weight 1 (``info["filled"]`` counts them).
+points of the class (``info["filled"]`` counts them), but at weight **0**, not CORDS' 1: the fit is then
+exactly OMP's (with ``λ = 0`` and an exact fit the residual stays 0, where weight-1 fillers left a
+relative residual of 2–4e-2). The fillers still count towards the budget and their strong-augmented
+copies are trained on (at weight 1 with ``aug_weight="one"``). Only a class where OMP kept no point
+at all (its gradient sum is 0: nothing to match) fills at weight 1, so its points are not all weightless.
 """
 
 from __future__ import annotations
@@ -118,7 +122,7 @@ def gradmatch_subset(
     per_class: str = "proportional",
     seed: int = 0,
 ) -> Selection:
-    """Per-class GradMatch on ``(n, d)`` gradient proxies; ``weights`` are the OMP weights (fillers: 1).
+    """Per-class GradMatch on ``(n, d)`` gradient proxies; ``weights`` are the OMP weights (fillers: 0).
 
     ``info`` holds per class the OMP ``support`` (positions, pick order), ``relative_residual``
     ``‖r‖/‖b‖`` and ``filled``. Raises :class:`SelectionError` on NaN, bad labels/budgets,
@@ -143,13 +147,14 @@ def gradmatch_subset(
         pos = torch.tensor(support, dtype=torch.long)[keep]
         wk = w[keep]
         rest = k - pos.numel()
-        if rest > 0:  # CORDS: fill the budget with random points of the class at weight 1
+        if rest > 0:  # fill the budget with random points of the class, at weight 0 (module docstring)
             free = torch.ones(mem.numel(), dtype=torch.bool)
             free[pos] = False
             cand = free.nonzero().flatten()
             extra = cand[torch.randperm(cand.numel(), generator=gen)[:rest]]
+            fill = 0.0 if pos.numel() else 1.0  # no OMP point kept: nothing to match, keep the class weighted
             pos = torch.cat([pos, extra])
-            wk = torch.cat([wk, torch.ones(extra.numel(), dtype=wk.dtype)])
+            wk = torch.cat([wk, torch.full((extra.numel(),), fill, dtype=wk.dtype)])
         picked.append(mem[pos])
         weights.append(wk)
         supports.append(mem[torch.tensor(support, dtype=torch.long)].tolist())
