@@ -9,6 +9,7 @@ import csv
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -202,13 +203,14 @@ import torch
 import lightning.pytorch as pl
 sys.path.insert(0, {tests!r})
 import test_integrations_lightning as T
-from coreaug.integrations.lightning import AugmentedCoresetCallback
+from coreaug.integrations.lightning import AugmentedCoresetCallback, SpectralDiagnosticsCallback
 
 out = sys.argv[1]
 torch.set_num_threads(1)
 coreset = T.make_coreset()
 data = AugmentedCoresetCallback(coreset, batch_size=T.BATCH, with_index=True, log=False)
 module = T.Module()
+diag = SpectralDiagnosticsCallback(2, coreset=coreset, probe_size=12)  # rank 0 alone, mid-training
 sels = {{}}
 
 class Spy(pl.Callback):
@@ -216,7 +218,7 @@ class Spy(pl.Callback):
         sels.setdefault(trainer.current_epoch, coreset.indices.tolist())
 
 t = pl.Trainer(max_epochs=3, accelerator="cpu", devices=2, strategy="ddp", enable_progress_bar=False,
-               enable_model_summary=False, logger=False, enable_checkpointing=False, callbacks=[data, Spy()])
+               enable_model_summary=False, logger=False, enable_checkpointing=False, callbacks=[data, diag, Spy()])
 t.fit(module, train_dataloaders=data.train_dataloader())
 seen = {{e: [[int(i), int(v)] for b in T.by_epoch(module.seen, e) for i, v in zip(b["index"], b["view"])]
         for e in range(3)}}
@@ -224,7 +226,7 @@ steps = {{e: len(T.by_epoch(module.seen, e)) for e in range(3)}}
 with open(os.path.join(out, f"rank{{t.global_rank}}.json"), "w") as f:
     json.dump({{"sels": sels, "seen": seen, "steps": steps, "reselected": data.reselected_at,
                "expected_steps": coreset.steps_per_epoch(T.BATCH, world_size=2),
-               "epoch_size": coreset.epoch_size()}}, f)
+               "epoch_size": coreset.epoch_size(), "diag_epochs": [r["epoch"] for r in diag.rows]}}, f)
 '''
 
 
@@ -238,12 +240,20 @@ def test_ddp_two_cpu_ranks_agree_and_shard(tmp_path):
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK"):
         env.pop(key, None)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # its own session: a hung run (e.g. mismatched collectives) is killed with the rank Lightning launched
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail("the 2-rank DDP run hung (killed after 300 s): " + err[-2000:])
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["reselected"] == r1["reselected"] == [0, 2]
     assert r0["sels"] == r1["sels"] and r0["sels"]["0"] != r0["sels"]["2"]
+    assert r0["diag_epochs"] == [0, 2, 3] and r1["diag_epochs"] == []  # diagnostics on rank 0 only
     assert r0["epoch_size"] % 2 == 0  # no DistributedSampler padding: the shards can be exactly disjoint
     for e in ("0", "1", "2"):
         assert r0["steps"][e] == r1["steps"][e] == r0["expected_steps"]
@@ -270,3 +280,24 @@ def test_estimated_stepping_batches_counts_coreset_steps(tmp_path):
     t.fit(Scheduled(), train_dataloaders=data.train_dataloader())  # OneCycleLR raises if stepped past total_steps
     assert sized["total"] == 2 * coreset.steps_per_epoch(BATCH) == t.global_step
     assert data.reselected_at == [0]
+
+
+def test_diagnostics_xi_subset_is_the_run_selection_step_on_the_probe(tmp_path):
+    """The callback's (S, γ) on the probe is what coreaug train's diagnostics pick for the same settings
+    (coreaug.train.subsets.select_subset with the probe as training set), here at epoch 0 (the initial model)."""
+    from coreaug.data.base import TensorDataset
+    from coreaug.train.config import TrainConfig
+    from coreaug.train.subsets import select_subset
+
+    coreset = make_coreset()
+    diag = SpectralDiagnosticsCallback(5, coreset=coreset, probe_size=15)
+    data = AugmentedCoresetCallback(coreset, batch_size=BATCH, log=False)
+    trainer(tmp_path, 1, [data, diag], enable_checkpointing=False).fit(
+        Module(), train_dataloaders=data.train_dataloader())
+    row = diag.rows[0]
+    assert row["epoch"] == 0 and row["subset_size"] == len(row["subset_indices"]) > 0
+    probe = diag.diagnostics.probe
+    cfg = TrainConfig(selector="coreset", fraction=0.2, seed=3, method="subset-only", reselect_every=2)
+    state = select_subset(cfg, Module(), TensorDataset(probe.x, probe.y), epoch=0, device=torch.device("cpu"))
+    assert row["subset_indices"] == state.indices.tolist()
+    assert row["subset_weights"] == pytest.approx(state.weights.double().tolist())
