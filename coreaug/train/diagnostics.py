@@ -379,7 +379,7 @@ def _probe_history(history: Any, indices: torch.Tensor) -> dict[str, Any] | None
 
 @dataclass
 class _ViewSettings:
-    """The fields :class:`TrainingDiagnostics` reads from a ``TrainConfig``, for :meth:`TrainingDiagnostics.for_views`."""
+    """What :class:`TrainingDiagnostics` reads from a ``TrainConfig``, for :meth:`TrainingDiagnostics.for_views`."""
 
     diagnostics_every: int
     diagnostics_probe: int
