@@ -363,7 +363,7 @@ class SubmititLauncher:
 
     def executor(self) -> Any:
         submitit = import_submitit()
-        ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=self.cluster)
+        ex = submitit.AutoExecutor(folder=str(self.folder), cluster=self.cluster)
         params: dict[str, Any] = {"timeout_min": self.minutes, "gpus_per_node": self.gpus, "name": "coreaug-sweep"}
         if self.partition and self.cluster == "slurm":
             params["slurm_partition"] = self.partition
