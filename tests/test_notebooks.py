@@ -52,3 +52,26 @@ def test_notebook_executes(path: Path, tmp_path: Path):
             os.environ["MPLBACKEND"] = env_backend
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+def test_mnist1d_example_cells_are_the_benchmarks_code():
+    """benchmarks/bench_mnist1d.py runs the cells of 04_your_own_loop tagged 'example' (benchmarks/_mnist1d.py):
+    they must still define the data, model, transform, settings and loop, and work on a tiny input."""
+    import importlib.util
+
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_mnist1d_helper", root / "benchmarks" / "_mnist1d.py")
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    ex = helper.load_example()
+    assert {"full", "full-aug", "coreset 10%", "random 10%", "coreset 30%", "random 30%"} <= set(ex.SETTINGS)
+    assert ex.SETTINGS["random 10%"] == {**ex.SETTINGS["coreset 10%"], "selector": "random"}
+    x = torch.randn(3, 1, 40)
+    assert ex.CNN1d()(x).shape == (3, 10)
+    torch.manual_seed(0)
+    y = ex.Strong1d()(x[0])
+    assert y.shape == x[0].shape and not torch.equal(y, x[0])
+    # no noise, no scale, no shift: the identity (the interpolation reads every sample where it was)
+    assert torch.allclose(ex.Strong1d(max_shift=0.0, max_scale=1.0, noise=0.0)(x[0]), x[0], atol=1e-6)
