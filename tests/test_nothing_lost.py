@@ -102,9 +102,9 @@ def test_scientific_notation_in_yaml_and_overrides_is_a_number(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("preset: digits-quick\nweight_decay: 5e-4\nlr: 1E-2\nmilestones: [1e1, 2e1]\n")
     assert read_config_file(path)["weight_decay"] == 5e-4
-    cfg = resolve_config(None, path, {"momentum": "8.5e-1", "epochs": "3"})
+    cfg = resolve_config(None, path, {"momentum": "8.5e-1", "epochs": "3e0"})  # --set momentum=8.5e-1 (sweep)
     assert (cfg.weight_decay, cfg.lr, cfg.momentum, cfg.epochs, cfg.milestones) == (5e-4, 1e-2, 0.85, 3, [10, 20])
-    for bad in ("abc", "1e", "nan", "0x10"):
+    for bad in ("abc", "1e", "e5", "nan", "0x10", "0.1"):  # "0.1": YAML reads a number; quoted it stays text
         with pytest.raises(ConfigError, match="lr must be"):
             resolve_config("digits-quick", overrides={"lr": bad})
 

@@ -59,8 +59,8 @@ _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
 }
 #: Largest accepted ``threads`` (torch crashes on absurd counts such as 100000).
 MAX_THREADS = 1024
-#: Numeric fields (``milestones`` holds numbers): a string that spells a number (``"1e-3"``, which YAML 1.1
-#: and so PyYAML read as a string) is taken as that number; any other string is still rejected by validate.
+#: Numeric fields (``milestones`` holds numbers): a string in scientific notation (``"1e-3"``, which YAML 1.1
+#: and so PyYAML read as a string) is taken as that number (:func:`numeric_value`); other strings are rejected.
 NUMERIC_FIELDS: frozenset[str] = frozenset({
     "label_noise", "fraction", "reselect_every", "proxy_pool", "noise_eps", "image_size", "resize", "epochs", "lr",
     "momentum", "weight_decay", "batch_size", "milestones", "lr_gamma", "seed", "num_workers", "threads",
@@ -309,24 +309,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def numeric_value(value: Any) -> Any:
-    """``value`` as an ``int``/``float`` when it is a string spelling a number (``"5e-4"``, ``" 3 "``), else unchanged.
+    """``value`` as a float when it is a string in scientific notation (``"5e-4"``, ``"1.0E3"``), else unchanged.
 
-    Integers stay exact (``"12345678901234567890"`` → int). Strings that are not numbers (``"abc"``, ``"auto"``) are
-    returned as they are, for :func:`validate` to accept or reject.
+    PyYAML follows YAML 1.1, which reads such numbers as strings (it wants a dot and a signed exponent), so
+    ``weight_decay: 5e-4`` or ``--set lr=1e-3`` arrived as text; YAML 1.2 and JSON read them as numbers, and so
+    does this. Other strings (``"abc"``, ``"auto"``, a quoted ``"4"``) are returned as they are, for
+    :func:`validate` to accept or reject.
     """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    if not _NUMBER.fullmatch(text):  # float() also takes "nan", "infinity", "1_0": only plain decimal spellings here
-        return value
-    return float(text)
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value.strip().replace("_", ""))
+    return value
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+#: A YAML 1.2 float with an exponent (the forms YAML 1.1 leaves as strings).
+_SCIENTIFIC = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+")
 
 
 def _apply(cfg: TrainConfig, values: Mapping[str, Any], source: str) -> None:
@@ -350,9 +346,8 @@ def _yaml_loader() -> type:
     class Yaml12FloatLoader(yaml.SafeLoader):
         pass
 
-    Yaml12FloatLoader.add_implicit_resolver(  # YAML 1.1 requires a dot ("5.0e-4"); 1.2 does not
-        "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-        list("-+0123456789."))
+    Yaml12FloatLoader.add_implicit_resolver(  # YAML 1.1 requires a dot and a signed exponent; 1.2 does not
+        "tag:yaml.org,2002:float", re.compile(f"^{_SCIENTIFIC.pattern}$"), list("-+0123456789."))
     return Yaml12FloatLoader
 
 
