@@ -8,7 +8,7 @@ Public API::
 """
 
 from coreaug.train.config import AUG_METHODS, METHODS, SELECTORS, SUBSET_METHODS, TrainConfig, resolve_config, validate
-from coreaug.train.epoch_data import EpochDataset, EpochPlan, plan_epoch
+from coreaug.api.epoch import EpochDataset, EpochPlan, plan_epoch
 from coreaug.train.loop import evaluate, train, weighted_batch_loss
 from coreaug.train.presets import PRESETS
 

@@ -65,10 +65,10 @@ from coreaug.distributed import DistContext
 from coreaug.errors import ConfigError
 from coreaug.io import csv_text, dumps_json, strict_json_value, write_text_atomic
 from coreaug.models import last_linear
+from coreaug.runtime import Timer, derive_seed, seed_everything
 from coreaug.select import select
 from coreaug.train.checkpoint import rng_state, set_rng_state
-from coreaug.train.epoch_data import derive_seed, seed_everything
-from coreaug.train.subsets import Timer, select_subset
+from coreaug.train.subsets import select_subset
 from spectra.jacobian import eval_mode
 
 __all__ = [
