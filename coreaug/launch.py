@@ -4,11 +4,12 @@
 same plan by the same rules (skip completed cells, resume interrupted ones, report a failed cell in one line
 and go on, stop on a missing dataset, write the report once after all cells):
 
-* :class:`LocalJobs` (``coreaug sweep --jobs N``): N cells at a time, each a child process
-  ``python -m coreaug.launch TASK.json OUTCOME.json`` that trains one cell with :func:`run_cell`. With GPUs
-  each child sees one (``CUDA_VISIBLE_DEVICES``, round-robin over the job slots); the CPU threads are split
-  among the jobs (``max(1, cores // N)`` per job) unless the grid fixes ``threads``. Ctrl-C forwards one
-  SIGINT to each child (each keeps its last checkpoint and frees its run folder) and ends the sweep.
+* :class:`LocalJobs` (``coreaug sweep --jobs N``): N cells at a time, one child process per job slot
+  (``python -m coreaug.launch``) that trains cell after cell with :func:`run_cell`, so a grid of short cells
+  pays Python's and torch's start-up once per slot, not once per cell. With GPUs each child sees one
+  (``CUDA_VISIBLE_DEVICES``, round-robin over the job slots); the CPU threads are split among the jobs
+  (``max(1, cores // N)`` per job) unless the grid fixes ``threads``. Ctrl-C forwards one SIGINT to each
+  child (each keeps its last checkpoint and frees its run folder) and ends the sweep.
 * :class:`SubmititLauncher` (``--launcher submitit``, alias ``slurm``): one SLURM job per cell through
   `submitit <https://github.com/facebookincubator/submitit>`_ (``pip install -e ".[submitit]"``), with
   ``--slurm-partition``, ``--slurm-time`` and ``--slurm-gpus``; a job that times out or is preempted is
@@ -100,19 +101,24 @@ class CellJob:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m coreaug.launch TASK.json OUTCOME.json``: train one cell, write its outcome (a child of
-    :class:`LocalJobs`). Ctrl-C: ``coreaug: interrupted``, exit 130; the process ends with the parent."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """``python -m coreaug.launch``: a worker of :class:`LocalJobs`. It reads one task a line (JSON, with the
+    path of its ``outcome`` file) from stdin, trains the cell with :func:`run_cell`, writes the outcome there
+    (atomically) and waits for the next; it ends at end of input. Ctrl-C: ``coreaug: interrupted``, exit 130;
+    the process ends with the sweep that started it."""
     _end_with_parent()
     try:
-        task = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-        outcome = run_cell(task)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            task = json.loads(line)
+            outcome = run_cell(task)
+            from coreaug.io import write_json_atomic
+
+            write_json_atomic(task["outcome"], outcome)
     except KeyboardInterrupt:
         _exit(130, "coreaug: interrupted\n")
-    from coreaug.io import write_json_atomic
-
-    write_json_atomic(argv[1], outcome)
     _exit(0, "")
+    return 0
 
 
 def _exit(code: int, message: str) -> None:
@@ -220,19 +226,34 @@ def split_threads(jobs: int) -> int:
 
 # --------------------------------------------------------------------------------- N child processes here
 @dataclass
-class _Child:
+class _Cell:
+    """A cell a worker is training."""
+
     plan: Any
-    proc: subprocess.Popen
-    slot: int
     outcome: Path
-    log: Path
     started: float
     resumed: bool
+    log_offset: int
+
+
+@dataclass
+class _Worker:
+    """One job slot's child process (``python -m coreaug.launch``), reused for cell after cell so that the
+    imports are paid once per slot; restarted where it died."""
+
+    slot: int
+    proc: subprocess.Popen
+    log: Path
+    where: str
+    gpu: str | None = None
+    cell: _Cell | None = None
 
 
 @dataclass
 class LocalJobs:
-    """Run the cells ``jobs`` at a time, each in a child process (``python -m coreaug.launch``).
+    """Run the cells ``jobs`` at a time on this machine, each job slot a child process (``python -m
+    coreaug.launch``) that trains one cell after another (a cell that kills its process fails alone: the
+    slot gets a new process).
 
     ``threads``: CPU threads given to every cell (``None``: each cell's own config); ``gpus``: the
     ``CUDA_VISIBLE_DEVICES`` values handed out round-robin over the job slots (``None``: :func:`visible_gpus`).
@@ -244,7 +265,7 @@ class LocalJobs:
     python: str = sys.executable
     poll_s: float = 0.1
     grace_s: float = STOP_GRACE_S
-    _children: dict[int, _Child] = field(default_factory=dict, repr=False)
+    _workers: dict[int, _Worker] = field(default_factory=dict, repr=False)
 
     def run(self, planned: Sequence[Any], tally: Any, deadline: float | None) -> None:
         """Run the plan; results go to ``tally`` (:class:`coreaug.sweep.SweepTally`)."""
@@ -252,83 +273,118 @@ class LocalJobs:
         queue = deque(p for p in planned if not tally.settle(p, None))
         with tempfile.TemporaryDirectory(prefix="coreaug-jobs-") as tmp:
             try:
-                while queue or self._children:
+                while queue or any(w.cell for w in self._workers.values()):
                     self._fill(queue, tally, deadline, Path(tmp), gpus)
                     if not self._reap(tally):
                         time.sleep(self.poll_s)
             except BaseException:  # Ctrl-C, a missing dataset, a bug: the children stop first
                 self.stop()
                 raise
+            self.close()
 
     def _fill(self, queue: deque, tally: Any, deadline: float | None, tmp: Path, gpus: list[str]) -> None:
-        """Start queued cells in the free job slots (none after the deadline)."""
-        free = [s for s in range(self.jobs) if s not in self._children]
-        while queue and free:
-            p = queue.popleft()
-            if tally.settle(p, deadline):
-                continue
-            slot = free.pop(0)
-            self._children[slot] = self._start(p, slot, tmp, gpus, tally)
+        """Hand queued cells to the idle job slots (none after the deadline)."""
+        for slot in range(self.jobs):
+            worker = self._workers.get(slot)
+            while queue and (worker is None or worker.cell is None):
+                p = queue.popleft()
+                if tally.settle(p, deadline):
+                    continue
+                if worker is None or worker.proc.poll() is not None:
+                    worker = self._workers[slot] = self._spawn(slot, tmp, gpus)
+                self._send(worker, p, tmp, tally)
 
-    def _start(self, p: Any, slot: int, tmp: Path, gpus: list[str], tally: Any) -> _Child:
-        device = None
+    def _spawn(self, slot: int, tmp: Path, gpus: list[str]) -> _Worker:
         env = dict(os.environ, COREAUG_SWEEP_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
         where = [f"job {slot + 1}/{self.jobs}"]
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
             where.append(f"GPU {env['CUDA_VISIBLE_DEVICES']}")
-            if str(p.cfg.device).startswith("cuda:"):
-                device = "cuda"  # the one GPU it sees
-        task = cell_task(p, threads=self.threads, device=device)
-        threads = task["config"]["threads"]
-        if threads is not None:
-            where.append(f"{threads} thread{'s' if threads != 1 else ''}")
+        if self.threads is not None:
+            where.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                env.setdefault(var, str(threads))
-        stem = tmp / p.point.name
-        (task_path := stem.with_suffix(".task.json")).write_text(json.dumps(task), encoding="utf-8")
-        outcome, log = stem.with_suffix(".outcome.json"), stem.with_suffix(".log")
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen([self.python, "-m", "coreaug.launch", str(task_path), str(outcome)],
-                                    stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                env.setdefault(var, str(self.threads))
+        log = tmp / f"job{slot + 1}.log"
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen([self.python, "-m", "coreaug.launch"], stdin=subprocess.PIPE, stdout=fh,
+                                    stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)  # a terminal's Ctrl-C reaches the sweep only
-        tally.log(f"{tally.tag(p)}: started ({', '.join(where)})")
-        return _Child(p, proc, slot, outcome, log, time.perf_counter(), task["resume"])
+        return _Worker(slot, proc, log, ", ".join(where), env.get("CUDA_VISIBLE_DEVICES") if gpus else None)
+
+    def _send(self, worker: _Worker, p: Any, tmp: Path, tally: Any) -> None:
+        """Give cell ``p`` to ``worker`` (a worker that died meanwhile fails the cell when reaped)."""
+        device = "cuda" if worker.gpu is not None and str(p.cfg.device).startswith("cuda:") else None
+        task = cell_task(p, threads=self.threads, device=device)  # cuda:N → the one GPU the job sees
+        task["outcome"] = str(tmp / f"{p.point.name}.outcome.json")
+        offset = worker.log.stat().st_size
+        with contextlib.suppress(BrokenPipeError, OSError):
+            worker.proc.stdin.write((json.dumps(task) + "\n").encode())
+            worker.proc.stdin.flush()
+        worker.cell = _Cell(p, Path(task["outcome"]), time.perf_counter(), task["resume"], offset)
+        tally.log(f"{tally.tag(p)}: started ({worker.where})")
 
     def _reap(self, tally: Any) -> bool:
-        """Record the children that ended; True when any did."""
-        ended = [s for s, c in self._children.items() if c.proc.poll() is not None]
-        for slot in ended:
-            child = self._children.pop(slot)
-            record_outcome(tally, child.plan, _read_outcome(child), resumed=child.resumed,
-                           seconds=time.perf_counter() - child.started)
-        return bool(ended)
+        """Record the cells that ended (an outcome written, or their process gone); True when any did."""
+        any_ended = False
+        for worker in list(self._workers.values()):
+            cell = worker.cell
+            if cell is None:
+                continue
+            outcome = _read_outcome(cell, worker)
+            if outcome is None:
+                continue
+            worker.cell = None
+            any_ended = True
+            record_outcome(tally, cell.plan, outcome, resumed=cell.resumed, seconds=time.perf_counter() - cell.started)
+        return any_ended
+
+    def close(self) -> None:
+        """End of input for every worker; wait for them (they are idle)."""
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w.proc.stdin.close()
+        _wait_all([w.proc for w in workers], self.grace_s)
 
     def stop(self) -> None:
-        """SIGINT each running child once, wait up to ``grace_s`` for them, then kill the rest."""
-        children = list(self._children.values())
-        self._children.clear()
-        for c in children:
+        """SIGINT each child once (a training one keeps its last checkpoint and frees its run folder), wait up
+        to ``grace_s`` for them, then kill the rest."""
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for w in workers:
             with contextlib.suppress(ProcessLookupError):
-                c.proc.send_signal(signal.SIGINT)
-        end = time.monotonic() + self.grace_s
-        for c in children:
-            try:
-                c.proc.wait(timeout=max(0.0, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait()
+                w.proc.send_signal(signal.SIGINT)
+        _wait_all([w.proc for w in workers], self.grace_s)
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w.proc.stdin.close()
 
 
-def _read_outcome(child: _Child) -> dict[str, Any]:
-    """The outcome a child wrote, or an error built from its exit code and the last line of its output."""
+def _wait_all(procs: Sequence[subprocess.Popen], grace_s: float) -> None:
+    """Wait up to ``grace_s`` in all for ``procs`` to end; kill those still running."""
+    end = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _read_outcome(cell: _Cell, worker: _Worker) -> dict[str, Any] | None:
+    """The outcome of the worker's cell: the one it wrote, an error where its process ended without one (its
+    exit code and the last line it printed for this cell), or ``None`` while it is still training."""
     from coreaug.io import read_json_dict
 
-    outcome = read_json_dict(child.outcome)
-    if outcome is not None and child.proc.returncode == 0:
-        return outcome
-    lines = [ln.strip() for ln in child.log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    code = child.proc.returncode
+    if cell.outcome.is_file():
+        return read_json_dict(cell.outcome) or {"error": "", "message": f"unreadable outcome {cell.outcome}"}
+    code = worker.proc.poll()
+    if code is None:
+        return None
+    with open(worker.log, "rb") as fh:
+        fh.seek(cell.log_offset)
+        lines = [ln.strip() for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     return {"error": "", "message": f"the job process ended ({why})" + (f": {lines[-1]}" if lines else "")}
 

@@ -669,9 +669,10 @@ class SweepTally:
 
     def fail(self, p: PlannedRun, kind: str, message: str, *, status: str | None = None) -> None:
         """A run that failed: one line ``FAILED: kind: message``."""
-        self.status[p.point.name] = status if status is not None else f"{kind}: {message}"
+        line = f"{kind}: {message}" if kind else message
+        self.status[p.point.name] = status if status is not None else line
         self.failed.append(p.point.name)
-        self.log(f"{self.tag(p)}: FAILED: {kind}: {message}" if kind else f"{self.tag(p)}: FAILED: {message}")
+        self.log(f"{self.tag(p)}: FAILED: {line}")
 
     def finish(self, p: PlannedRun, res: Mapping[str, Any], *, resumed: bool, seconds: float, where: str = "") -> None:
         """A run that returned its results (completed, or stopped early: then it counts as failed)."""

@@ -230,7 +230,8 @@ def test_ctrl_c_stops_the_children_and_prints_interrupted(tmp_path):
     for pid in pids:  # the children are gone and their run folders free, each with its checkpoint
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    for c in CELLS:
+    for c in CELLS:  # each child released its lock on the way out (a killed one leaves the lock file behind)
+        assert not (out / c / ".coreaug.lock").exists()
         with acquire_run_lock(out / c):
             assert (out / c / "checkpoint.pt").is_file() and not (out / c / "results.json").exists()
     assert not (out / ".coreaug-sweep.lock").exists()
@@ -239,25 +240,36 @@ def test_ctrl_c_stops_the_children_and_prints_interrupted(tmp_path):
 # ------------------------------------------------------------------- the launcher without training
 FAKE_PYTHON = textwrap.dedent("""\
     #!{python}
-    # stands in for `python -m coreaug.launch TASK OUTCOME`: records what it was given, waits until every
-    # cell has started (so the cells must run at once), writes a completed outcome
+    # stands in for the worker `python -m coreaug.launch` (one task a line on stdin): records what it was given,
+    # waits until {n} cells have started (so the first cells must run at once), writes a completed outcome;
+    # a maxloss cell kills its process
     import json, os, sys, time
     from pathlib import Path
-    task, outcome = json.loads(Path(sys.argv[3]).read_text()), Path(sys.argv[4])
+    assert sys.argv[1:] == ["-m", "coreaug.launch"], sys.argv
     log = Path({log!r})
-    name = Path(task["out"]).name
-    (log / (name + ".json")).write_text(json.dumps({{"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "omp": os.environ.get("OMP_NUM_THREADS"), "threads": task["config"]["threads"], "resume": task["resume"]}}))
-    end = time.monotonic() + 60
-    while len(list(log.glob("*.json"))) < {n} and time.monotonic() < end:
-        time.sleep(0.05)
-    ok = len(list(log.glob("*.json"))) >= {n}
-    outcome.write_text(json.dumps({{"results": {{"completed": True, "epochs_done": 1, "final_test_acc": 0.5,
-        "wall_clock_total": 0.0, "selection_time_total": 0.0}}}} if ok else {{"error": "Timeout", "message": "alone"}}))
+    for line in sys.stdin:
+        task = json.loads(line)
+        name = Path(task["out"]).name
+        (log / (name + ".json")).write_text(json.dumps({{"cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "omp": os.environ.get("OMP_NUM_THREADS"), "threads": task["config"]["threads"],
+            "resume": task["resume"], "pid": os.getpid()}}))
+        if "maxloss" in name:
+            print("boom", file=sys.stderr, flush=True)
+            sys.exit(3)
+        end = time.monotonic() + 60
+        while len(list(log.glob("*.json"))) < {n} and time.monotonic() < end:
+            time.sleep(0.05)
+        ok = len(list(log.glob("*.json"))) >= {n}
+        Path(task["outcome"]).write_text(json.dumps({{"results": {{"completed": True, "epochs_done": 1,
+            "final_test_acc": 0.5, "wall_clock_total": 0.0, "selection_time_total": 0.0}}}} if ok
+            else {{"error": "Timeout", "message": "alone"}}))
     """)
 
 
 def test_local_jobs_run_cells_at_once_round_robin_gpus_and_split_threads(tmp_path, monkeypatch):
+    """4 cells on 2 job slots: the first two run at once (they wait for each other), each slot's process
+    trains cell after cell with its own GPU and the split threads; a cell that kills its process fails in one
+    line and its slot gets a new process for the next cell."""
     import coreaug.device
     from coreaug.launch import LocalJobs, make_launcher
 
@@ -266,18 +278,29 @@ def test_local_jobs_run_cells_at_once_round_robin_gpus_and_split_threads(tmp_pat
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON.format(python=sys.executable, log=str(log), n=2))
     fake.chmod(0o755)
-    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random,coreset", fractions="0.1",
-                      seeds="0")
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random,coreset,maxloss,el2n,herding",
+                      fractions="0.1", seeds="0")
     planned = plan_sweep(spec, tmp_path / "out")
     lines: list[str] = []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     outcome = run_sweep(planned, log=lines.append, launcher=LocalJobs(2, threads=3, gpus=["4", "6"], python=str(fake)))
-    assert outcome.failed == [] and set(outcome.status.values()) == {"ok"}, lines
+    maxloss = "subset-only__maxloss__f0.1__s0"
+    assert outcome.failed == [maxloss], lines
+    assert outcome.status[maxloss] == "the job process ended (exit code 3): boom"
+    assert f"[3/5] {maxloss}: FAILED: the job process ended (exit code 3): boom" in lines
+    assert [outcome.status[p.point.name] for p in planned if p.point.name != maxloss] == ["ok"] * 4
     seen = {p.name[:-5]: json.loads(p.read_text()) for p in log.glob("*.json")}
+    assert len(seen) == 5 and all(s["threads"] == 3 and s["omp"] == "3" and s["resume"] is False
+                                  for s in seen.values())
+    by_pid: dict[int, set] = {}
+    for s in seen.values():
+        by_pid.setdefault(s["pid"], set()).add(s["cuda"])
+    assert all(len(c) == 1 for c in by_pid.values())  # a process keeps its slot's GPU
+    assert len(by_pid) == 3  # two slots, one process restarted after the crash
     assert {s["cuda"] for s in seen.values()} == {"4", "6"}  # one GPU each: job slot k gets GPU k mod 2
-    assert all(s["threads"] == 3 and s["omp"] == "3" and s["resume"] is False for s in seen.values())
-    assert sorted(line.split(": ")[1] for line in lines if "started" in line) == [
-        "started (job 1/2, GPU 4, 3 threads)", "started (job 2/2, GPU 6, 3 threads)"]
+    started = [line.split(": ")[1] for line in lines if ": started" in line]
+    assert set(started) == {"started (job 1/2, GPU 4, 3 threads)", "started (job 2/2, GPU 6, 3 threads)"}
+    assert len(started) == 5
     # --jobs N splits the cores unless the grid fixes threads; --jobs 1 is today's in-process loop
     monkeypatch.setattr(coreaug.device, "available_cpus", lambda: 16)
     assert make_launcher("local", jobs=3, out=tmp_path, threads_fixed=False).threads == 5
