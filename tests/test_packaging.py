@@ -370,7 +370,8 @@ def _smoke_oldest(tmp_path: Path, venv: Path, pins: list[str]) -> None:
     cwd.mkdir()
     env = Venv(venv, venv / "bin" / "python", _site_packages(venv), cwd)
     src = _copy_sources(tmp_path / "src")
-    env.run("python", "-m", "pip", "install", "-q", "-c", str(tmp_path / "oldest.txt"), str(src), timeout=3600)
+    pip = env.run("python", "-m", "pip", "install", "-q", "-c", str(tmp_path / "oldest.txt"), str(src), timeout=3600)
+    assert "yanked" not in pip.stderr, pip.stderr  # a lower bound users cannot get without pinning it
     names = [pin.split("==")[0] for pin in pins]
     smoke = json.loads(env.run("python", "-c", _SMOKE_SNIPPET, *names).stdout)
     print("oldest environment:", smoke["versions"])
