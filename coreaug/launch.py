@@ -447,7 +447,9 @@ class SubmititLauncher:
 
     def _submit(self, ex: Any, p: Any, tally: Any) -> None:
         task = cell_task(p, threads=self.threads)
-        job = ex.submit(CellJob(), task)
+        quiet = _output_to(self.folder / "local-controllers.log") if self.cluster == "local" else contextlib.nullcontext()
+        with quiet:  # a local job's controller process prints to the stdout/stderr it inherits (e.g. on Ctrl-C)
+            job = ex.submit(CellJob(), task)
         self._running[job] = (p, time.perf_counter(), task["resume"])
         tally.log(f"{tally.tag(p)}: submitted (job {job.job_id})")
 
@@ -478,6 +480,28 @@ class SubmititLauncher:
                     proc.wait(timeout=STOP_GRACE_S)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """File descriptors 1 and 2 of this process point to ``path`` meanwhile (for the processes it starts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
 
 
 def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool, slurm_partition: str | None = None,

@@ -1,17 +1,22 @@
 """Sweeps: a grid of training runs (methods × selectors × fractions × seeds), run one after another.
 
 A grid is a :class:`GridSpec`: a base (``preset`` + optional config file + fixed ``overrides`` such as
-``model``/``epochs``/``reselect_every``) and four axes. :func:`expand_grid` turns it into
-:class:`RunPoint` s, each with a deterministic, readable folder name::
+``model``/``epochs``/``reselect_every``), the product of three axes (methods × selectors × fractions) and/or
+explicit ``cells`` (each a mapping of config keys: per-cell pruning and the like), all times ``seeds``.
+:func:`expand_grid` turns it into :class:`RunPoint` s, each with a deterministic, readable folder name::
 
     subset-only__coreset__f0.1__s0      a subset method: method__selector__f<fraction>__s<seed>
     full-aug__s0                        full / full-aug: once per seed (no selector, no fraction)
+    full-aug__infobatch-r0.3__s0        with dynamic pruning (pruning_label: the method and its ratio / keep)
+    full-aug__lr-0.05__s0               a cell's other keys, key-value
 
 :func:`run_sweep` runs them into ``OUT/<name>/`` with :func:`coreaug.train.train` in this process,
 skipping completed runs (``results.json`` with ``completed: true``, whose ``config.json`` and
 ``results.json`` both describe the grid point), resuming interrupted ones (``checkpoint.pt`` present),
 starting over those stopped before their first checkpoint (``config.json`` of the same configuration:
 the rules of ``coreaug train --resume``) and reporting a failed run in one line while the sweep goes on.
+It runs them in this process, one after another, or through a launcher (:mod:`coreaug.launch`: ``--jobs N``
+child processes, SLURM jobs through submitit) by the same rules.
 Distinct grid points always get distinct folders; one sweep at a time writes into ``OUT`` (the sweep
 lock, :func:`coreaug.runlock.acquire_sweep_lock`). Grid presets (:data:`GRID_PRESETS`) and YAML grid
 files use the same keys as :class:`GridSpec`; the selector ``all`` expands to every selector the

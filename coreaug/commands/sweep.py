@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from coreaug.sweep import GRID_PRESETS
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (f"grid presets: {', '.join(GRID_PRESETS)}\n"
-                     "  vs-pruning: augmented coresets vs dynamic data pruning, 5 seeds: full-aug; InfoBatch r=0.3 and "
-                     "r=0.5 and UCB pruning (keep 0.7), each thinning the full-aug epoch (InfoBatch with strong "
-                     "augmentation: every method sees the same strong augmentation); random subsets and augmented "
-                     "coresets (subset-only) at 10% and 30%. Dataset/model: the preset's (digits-quick) unless "
-                     "--preset/--dataset/--model say otherwise.\n"
-                     "precedence: --grid < --grid-file < flags. Grid file keys: preset, config, methods, selectors, "
-                     "fractions, seeds, overrides (a mapping of config keys, the same for every run), cells (a list "
-                     "of mappings of config keys, one run per cell and seed, e.g. {method: full-aug, pruning: "
-                     "infobatch, prune_ratio: 0.3}; a cell's keys win over overrides), slurm_partition, slurm_time, "
-                     "slurm_gpus.")
+    parser.epilog = "\n".join(textwrap.fill(par, 100, subsequent_indent="  ") for par in (
+        f"grid presets: {', '.join(GRID_PRESETS)}",
+        "  vs-pruning: augmented coresets vs dynamic data pruning, 5 seeds: full-aug; InfoBatch r=0.3 and r=0.5 and "
+        "UCB pruning (keep 0.7), each thinning the full-aug epoch (InfoBatch with strong augmentation: every method "
+        "sees the same strong augmentation); random subsets and augmented coresets (subset-only) at 10% and 30%. "
+        "Dataset/model: the preset's (digits-quick) unless --preset/--dataset/--model say otherwise.",
+        "precedence: --grid < --grid-file < flags. Grid file keys: preset, config, methods, selectors, fractions, "
+        "seeds, overrides (a mapping of config keys, the same for every run), cells (a list of mappings of config "
+        "keys, one run per cell and seed, e.g. {method: full-aug, pruning: infobatch, prune_ratio: 0.3}; a cell's "
+        "keys win over overrides), slurm_partition, slurm_time, slurm_gpus.",
+    ))
     g = parser.add_argument_group("the grid")
     g.add_argument("--grid", help="a grid preset: " + ", ".join(GRID_PRESETS))
     g.add_argument("--grid-file", help="YAML (or JSON) grid file")
