@@ -447,8 +447,9 @@ class SubmititLauncher:
 
     def _submit(self, ex: Any, p: Any, tally: Any) -> None:
         task = cell_task(p, threads=self.threads)
-        quiet = _output_to(self.folder / "local-controllers.log") if self.cluster == "local" else contextlib.nullcontext()
-        with quiet:  # a local job's controller process prints to the stdout/stderr it inherits (e.g. on Ctrl-C)
+        # a local job's controller process prints to the stdout/stderr it inherits (e.g. on Ctrl-C)
+        local = self.cluster == "local"
+        with _output_to(self.folder / "local-controllers.log") if local else contextlib.nullcontext():
             job = ex.submit(CellJob(), task)
         self._running[job] = (p, time.perf_counter(), task["resume"])
         tally.log(f"{tally.tag(p)}: submitted (job {job.job_id})")
@@ -523,8 +524,8 @@ def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool
     threads = None
     if cluster == "local" and not threads_fixed and jobs is not None:
         threads = split_threads(jobs)
-    return SubmititLauncher(cluster, out / ".submitit", partition=slurm_partition, minutes=minutes, gpus=gpus,
-                            jobs=jobs, threads=threads)
+    return SubmititLauncher(cluster, out.resolve() / ".submitit", partition=slurm_partition, minutes=minutes,
+                            gpus=gpus, jobs=jobs, threads=threads)
 
 
 __all__ = ["LAUNCHERS", "LocalJobs", "SubmititLauncher", "CellJob", "run_cell", "cell_task", "make_launcher",

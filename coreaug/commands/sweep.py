@@ -87,9 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--proxy")
     g.add_argument("--per-class")
     g.add_argument("--label-noise", type=float)
-    g.add_argument("--pruning", help="dynamic pruning of the full-data main set of every run (methods full, full-aug, "
-                                     "full+aug-subset): none | infobatch | ucb | epsilon-greedy; per-cell pruning: grid "
-                                     "cells (--grid vs-pruning)")
+    g.add_argument("--pruning", help="dynamic pruning of the full-data main set of every run (methods full, "
+                                     "full-aug, full+aug-subset): none | infobatch | ucb | epsilon-greedy; per-cell "
+                                     "pruning: grid cells (--grid vs-pruning)")
     g.add_argument("--prune-ratio", type=float, metavar="R", help="InfoBatch r in [0, 1) (default 0.5)")
     g.add_argument("--prune-delta", type=float, metavar="D", help="InfoBatch: share of epochs that prune, (0, 1]")
     g.add_argument("--prune-keep", type=float, metavar="K", help="UCB/epsilon-greedy: share kept per epoch (0.7)")
