@@ -392,3 +392,36 @@ def test_vs_pruning_preset_is_listed_in_the_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "InfoBatch with strong augmentation: every method sees the same strong augmentation" in text
     assert "--jobs N" in text and "submitit-local" in text
+
+
+def test_a_missing_dataset_stops_a_jobs_sweep_as_it_stops_a_sequential_one(tmp_path):
+    from coreaug.errors import DatasetNotFoundError
+    from coreaug.launch import LocalJobs
+
+    fake = tmp_path / "python"
+    fake.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, sys
+        for line in sys.stdin:
+            task = json.loads(line)
+            open(task["outcome"], "w").write(json.dumps({{"error": "DatasetNotFoundError", "message": "no data"}}))
+        """))
+    fake.chmod(0o755)
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random,coreset,maxloss",
+                      fractions="0.1", seeds="0")
+    lines: list[str] = []
+    with pytest.raises(DatasetNotFoundError, match="no data"):
+        run_sweep(plan_sweep(spec, tmp_path / "out"), log=lines.append, launcher=LocalJobs(1, gpus=[], python=str(fake)))
+    assert [line for line in lines if "started" in line] == ["[1/3] subset-only__random__f0.1__s0: started (job 1/1)"]
+
+
+def test_a_requeued_submitit_job_resumes_its_cell(tmp_path):
+    pytest.importorskip("submitit")
+    from coreaug.launch import CellJob
+
+    task = {"config": {}, "out": str(tmp_path / "cell"), "resume": False}
+    assert CellJob().checkpoint(task).kwargs == {} and CellJob().checkpoint(task).args[0]["resume"] is False
+    (tmp_path / "cell").mkdir()
+    (tmp_path / "cell" / "config.json").write_text("{}")  # stopped in its first epoch: train's resume restarts it
+    again = CellJob().checkpoint(task)
+    assert isinstance(again.function, CellJob) and again.args[0] == {**task, "resume": True}
