@@ -411,7 +411,8 @@ def test_a_missing_dataset_stops_a_jobs_sweep_as_it_stops_a_sequential_one(tmp_p
                       fractions="0.1", seeds="0")
     lines: list[str] = []
     with pytest.raises(DatasetNotFoundError, match="no data"):
-        run_sweep(plan_sweep(spec, tmp_path / "out"), log=lines.append, launcher=LocalJobs(1, gpus=[], python=str(fake)))
+        run_sweep(plan_sweep(spec, tmp_path / "out"), log=lines.append,
+                  launcher=LocalJobs(1, gpus=[], python=str(fake)))
     assert [line for line in lines if "started" in line] == ["[1/3] subset-only__random__f0.1__s0: started (job 1/1)"]
 
 
