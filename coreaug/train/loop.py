@@ -19,12 +19,9 @@ the loss is ``mean_i(w_i · CE_i)``.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
-import time
-import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable
@@ -32,39 +29,27 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from coreaug.api.loss import weighted_loss as weighted_batch_loss  # noqa: F401 (the Trainer's loss; tests patch it)
 from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
-from coreaug.device import default_threads, resolve_eval_batch_size, resolve_num_workers
-from coreaug.errors import CheckpointError, ConfigError, CoreaugError, DivergenceError, RunFolderBusyError
+from coreaug.device import default_threads
+from coreaug.distributed import DistContext, barrier, broadcast_object, cleanup, setup_distributed
+from coreaug.errors import CheckpointError, ConfigError, CoreaugError, RunFolderBusyError
 from coreaug.hooks import pause_point
-from coreaug.io import csv_text, dumps_json, write_json_atomic, write_text_atomic
-from coreaug.models import build_model
+from coreaug.io import write_json_atomic
 from coreaug.runlock import acquire_run_lock, is_run_file
-from coreaug.train.checkpoint import (
-    CHECKPOINT_NAME, finished_results, read_checkpoint, rng_state, set_rng_state, warn_if_threads_differ,
-    write_checkpoint,
-)
+from coreaug.runtime import derive_seed
+from coreaug.train.checkpoint import CHECKPOINT_NAME, finished_results, read_checkpoint, warn_if_threads_differ
 from coreaug.train.config import TrainConfig, config_from_dict, read_config_file, validate
-from coreaug.distributed import (
-    DistContext, all_gather_object, all_reduce_sum, barrier, broadcast_object, cleanup, setup_distributed,
-)
-from coreaug.api.epoch import WEAK
-from coreaug.api.loss import per_example_loss, weighted_loss as weighted_batch_loss
-from coreaug.runtime import Timer, derive_seed, seed_everything
-from coreaug.train.cost import cost_totals, peak_memory_mb
+from coreaug.train.cost import cost_totals
 from coreaug.train.diagnostics import TrainingDiagnostics
-from coreaug.train.subsets import coreset_for
-from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
-
-METRIC_FIELDS: tuple[str, ...] = (
-    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
-    "eval_time", "epoch_time", "wall_clock", "elapsed", "subset_size", "subset_weight_max", "epoch_examples",
-    "reselected", "steps", "selection_share",
-    "diagnostics_time",  # spectral diagnostics (coreaug.train.diagnostics); not in train/selection/wall_clock
-    "fwd_train", "bwd_train", "fwd_proxy", "diag_examples", "peak_mem_mb",  # cost (coreaug.train.cost)
+from coreaug.train.observers import (  # noqa: F401 (METRIC_FIELDS re-exported)
+    METRIC_FIELDS, CheckpointObserver, DiagnosticsObserver, EpochCallback, ForgettingObserver, MetricsObserver,
+    Observer, ProgressObserver, TensorBoardObserver,
 )
+from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
+from coreaug.train.trainer import Trainer, _share
 
 
 @torch.no_grad()
@@ -210,21 +195,10 @@ def _check_run_dir(out: Path, resume: bool, cfg: TrainConfig, *, created: bool) 
     raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} or config.json in {out}")
 
 
-def _divergence(epoch: int, value: float, rows: list[dict[str, Any]], out: Path) -> DivergenceError:
-    kept = (f"the last good checkpoint (epoch {rows[-1]['epoch']}) is kept" if rows
-            else "no checkpoint was written")
-    return DivergenceError(f"training loss became {value} in epoch {epoch + 1}: stopped, {kept} in {out}; "
-                           "lower --lr, or pass --allow-nonfinite to keep training")
 
 
-def _write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
-    write_text_atomic(out / "metrics.csv", csv_text(rows, METRIC_FIELDS))
-    write_text_atomic(out / "metrics.jsonl", "".join(dumps_json(r) + "\n" for r in rows))  # strict: NaN -> null
 
 
-def _share(selection: float, train: float) -> float:
-    """Selection's share of train + selection wall-clock (0 when nothing ran)."""
-    return selection / (selection + train) if selection + train > 0 else 0.0
 
 
 def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.device, world_size: int,
@@ -265,36 +239,10 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
     }
 
 
-def _diagnose(diag: TrainingDiagnostics, model: nn.Module, epoch: int, tb: TensorBoardLogger | None,
-              history=None) -> float:
-    """Run the spectral diagnostics of ``model`` after ``epoch`` epochs; return their wall-clock."""
-    drow = diag.run(model, epoch, history=history)
-    if tb is not None:
-        tb.log_diagnostics(drow)
-    return float(drow["time"])
 
 
-def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
-    """A :class:`~coreaug.select.ForgettingTracker` when the selector needs the training history
-    (restored from the checkpoint on resume), else ``None``."""
-    from coreaug.select import ForgettingTracker, get_selector
-
-    if not cfg.uses_subset or "history" not in get_selector(cfg.selector).needs:
-        return None
-    tracker = ForgettingTracker(n)
-    if checkpoint is not None and checkpoint.get("forgetting") is not None:
-        tracker.load_state_dict(checkpoint["forgetting"])
-    return tracker
 
 
-def _record_forgetting(tracker, seen_idx: list[torch.Tensor], seen_hit: list[torch.Tensor], ctx: DistContext) -> None:
-    """Add one epoch's outcomes, in presentation order, to the history (under DDP: every rank's, in
-    rank order, so each rank holds the same history)."""
-    idx = torch.cat(seen_idx) if seen_idx else torch.empty(0, dtype=torch.long)
-    hit = torch.cat(seen_hit).cpu() if seen_hit else torch.empty(0, dtype=torch.bool)
-    parts = all_gather_object((idx, hit), ctx) if ctx.enabled else [(idx, hit)]
-    for part_idx, part_hit in parts:
-        tracker.update(part_idx, part_hit)
 
 
 def train(
@@ -362,47 +310,10 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     if checkpoint is not None:
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
-    n = len(views["eval_train"])
     diag = TrainingDiagnostics(cfg, views, out, device) if cfg.diagnostics_every > 0 else None
     if tensorboard is not None:
         require_tensorboard()
-    seed_everything(cfg.seed)
-    if cfg.weights is None and cfg.dataset == "caltech256":
-        warnings.warn("caltech256 preset fine-tunes an ImageNet-pretrained model: pass --weights PATH", stacklevel=2)
-    raw_model = build_model(cfg.model, bundle.num_classes, in_channels=bundle.in_channels,
-                            image_size=cfg.image_size or bundle.image_size, weights_path=cfg.weights).to(device)
-    optimizer = torch.optim.SGD(raw_model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
-    amp_dtype = None
-    if cfg.amp:
-        if device.type == "cuda":
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            warnings.warn("--amp has no effect on CPU; training in float32", stacklevel=2)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    rows: list[dict[str, Any]] = []
-    start_epoch = 0
-    if checkpoint is not None:
-        raw_model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_state(checkpoint["rng"])
-        rows = list(checkpoint["metrics"])
-        start_epoch = int(checkpoint["epoch"])
-    tracker = _forgetting_tracker(cfg, n, checkpoint)  # None unless the selector reads the training history
-    workers = resolve_num_workers(cfg.num_workers, device)
-    # the public API's schedule: selection, regime, epoch composition and the loader (one pipeline)
-    coreset = coreset_for(cfg, views["weak"], views["strong"], views["eval_train"], num_workers=workers,
-                          history=tracker, num_classes=bundle.num_classes)
-    if checkpoint is not None and checkpoint["subset"] is not None:
-        coreset.load_state_dict(checkpoint["subset"])
-    model: nn.Module = raw_model
-    if ctx.enabled:
-        model = nn.parallel.DistributedDataParallel(
-            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    trainer = Trainer(cfg, ctx, show=show).build(bundle, views, checkpoint)
     barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
     if main:
         pause_point("run:locked")  # fault-injection tests: killed before config.json exists
@@ -411,144 +322,30 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
             write_json_atomic(out / "config.json", cfg.to_dict())
     barrier(ctx)
     tb = TensorBoardLogger(tensorboard) if tensorboard is not None and main else None
-    diag_pending = 0.0  # diagnostics seconds not yet reported in a metrics row (the epoch-0 diagnostic)
-    if diag is not None and main:
-        diag.resume(start_epoch)
-        if diag.due(start_epoch):
-            diag_pending = _diagnose(diag, raw_model, start_epoch, tb, tracker)
-    barrier(ctx)
-
-    elapsed0 = rows[-1]["elapsed"] if rows else 0.0
-    wall0 = rows[-1]["wall_clock"] if rows else 0.0
-    t_start = time.perf_counter()
-    epochs_bar = tqdm(range(start_epoch, cfg.epochs), desc=f"{cfg.method}", initial=start_epoch,
-                      total=cfg.epochs, disable=not show, unit="ep", dynamic_ncols=True)
-    for epoch in epochs_bar:
-        # Per-epoch seeding makes every epoch's randomness (augmentations, shuffling, random
-        # subsets) a function of (seed, epoch) only: a resumed run replays exactly.
-        seed_everything(derive_seed(cfg.seed, epoch, 0))
-        reselected, sel_time = False, 0.0
-        if coreset.due(epoch):
-            with Timer(device) as t:
-                # every rank takes part (sharded proxy pass, classes split) and gets the same (S, γ)
-                with tqdm(total=1, desc="selection", leave=False, disable=not show) as sbar:
-                    coreset.select(raw_model, epoch, device=device, ctx=ctx)
-                    sbar.update(1)
-            sel_time, reselected = t.elapsed, True
-            if ctx.enabled:  # every rank must train on the same selection
-                digests = all_gather_object(hash((tuple(coreset.indices.tolist()),
-                                                  tuple(coreset.weights.tolist()))), ctx)
-                if len(set(digests)) != 1:
-                    raise RuntimeError("DDP ranks disagree on the selected subset")
-        loader = coreset.loader(raw_model, epoch, batch_size=cfg.batch_size, num_workers=workers,
-                                pin_memory=device.type == "cuda", with_index=True, ctx=ctx)
-        plan = coreset.plan(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        count, steps = 0, 0
-        seen_idx: list[torch.Tensor] = []
-        seen_hit: list[torch.Tensor] = []
-        with Timer(device) as t:
-            for x, y, w, idx, view in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not show,
-                                      dynamic_ncols=True):
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                w = w.to(device, non_blocking=True)
-                with torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext():
-                    logits = model(x)
-                    # dynamic pruning scores examples by the losses training sees (main-view copies)
-                    pe = per_example_loss(logits, y) if coreset.pruning is not None else None
-                    loss = weighted_batch_loss(logits, y, w, per_example=pe)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach().double() * y.numel()
-                correct += (logits.detach().argmax(1) == y).sum()
-                if pe is not None:
-                    coreset.record(idx[view == WEAK], losses=pe.detach()[(view == WEAK).to(device)])
-                if tracker is not None:  # forgetting events: outcomes of the main (weak-view) copies
-                    main_view = view == WEAK
-                    seen_idx.append(idx[main_view])
-                    seen_hit.append((logits.detach().argmax(1) == y)[main_view.to(device)])  # no host sync here
-                count += int(y.numel())
-                steps += 1
-                pause_point("train:step")
-                if not cfg.allow_nonfinite and not ctx.enabled and steps % 50 == 0 and not torch.isfinite(loss_sum):
-                    raise _divergence(epoch, float(loss_sum), rows, out)  # (DDP: checked after the all-reduce)
-            scheduler.step()
-        train_time = t.elapsed
-        if tracker is not None:
-            _record_forgetting(tracker, seen_idx, seen_hit, ctx)
-        coreset.sync(ctx)  # every rank's recorded losses → the pruning scores (before the checkpoint)
-        loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), float(count)], ctx)
-        if not cfg.allow_nonfinite and not math.isfinite(loss_total):
-            raise _divergence(epoch, loss_total, rows, out)  # before this epoch's checkpoint: the last good one stays
-        with Timer(device) as t:
-            test_loss, test_acc, test_bal_acc = (
-                evaluate(raw_model, views["test"], batch_size=resolve_eval_batch_size(cfg.eval_batch_size, device),
-                         device=device,
-                         amp_dtype=amp_dtype, num_classes=bundle.num_classes) if main else (0.0, 0.0, 0.0))
-        eval_time = t.elapsed
-        diag_time, diag_pending, diag_runs = diag_pending, 0.0, int(diag_pending > 0)
-        if diag is not None and main and diag.due(epoch + 1):  # rank 0 only; the others wait at the barrier
-            diag_time += _diagnose(diag, raw_model, epoch + 1, tb, tracker)
-            diag_runs += 1
-        row = {
-            "epoch": epoch + 1, "lr": lr,
-            "train_loss": loss_total / max(count_total, 1), "train_acc": correct_total / max(count_total, 1),
-            "test_loss": test_loss, "test_acc": test_acc, "test_balanced_acc": test_bal_acc,
-            "train_time": train_time, "selection_time": sel_time, "eval_time": eval_time,
-            "epoch_time": train_time + sel_time, "wall_clock": wall0 + train_time + sel_time,
-            "elapsed": elapsed0 + (time.perf_counter() - t_start),
-            "subset_size": plan.subset_size if cfg.uses_subset else 0,
-            # largest γ of the current selection (mean 1): a few heavy points make SGD steps large
-            "subset_weight_max": float(coreset.weights.max()) if coreset.weights is not None
-            and coreset.weights.numel() else None,
-            "epoch_examples": len(plan), "reselected": reselected, "steps": steps,
-            # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
-            "selection_share": _share(sel_time, train_time),
-            "diagnostics_time": diag_time,
-            # cost in example-passes (all ranks): training forward + backward, the proxy pass's forwards
-            "fwd_train": int(count_total), "bwd_train": int(count_total),
-            "fwd_proxy": coreset.selection.forward_passes if reselected else 0,
-            "diag_examples": diag.n * diag_runs if diag is not None else 0,
-            "peak_mem_mb": peak_memory_mb(device),
-        }
-        wall0 = row["wall_clock"]
-        rows.append(row)
-        if main:
-            _write_metrics(out, rows)
-            write_checkpoint(out, {
-                "config_hash": cfg.hash(), "config": cfg.to_dict(), "epoch": epoch + 1,
-                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-                "subset": coreset.state_dict(), "metrics": rows,
-                "forgetting": tracker.state_dict() if tracker is not None else None,
-            })
-            pause_point("epoch:end")  # fault-injection tests: killed right after a checkpoint
-            epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{test_acc:.3f}")
-            if show:
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f}, test acc "
-                           f"{test_acc:.4f}, |epoch| {row['epoch_examples']}, train {train_time:.2f}s, "
-                           f"selection {sel_time:.2f}s")
-            if tb is not None:
-                tb.log_epoch(row)
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-        barrier(ctx)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
-            epochs_bar.close()
-            if tb is not None:
-                tb.close()
-            return summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=False, n_train=n)
-    epochs_bar.close()
-    if tb is not None:
-        tb.close()
-    results = summarize(cfg, rows, device=device, world_size=ctx.world_size, completed=True, n_train=n)
-    if main:
+    trainer.observers = default_observers(trainer, out, diag=diag, tensorboard=tb, show=show,
+                                          on_epoch_end=on_epoch_end)
+    results = trainer.fit(out, stop_after_epoch=stop_after_epoch)
+    if main and results["completed"]:
         write_json_atomic(out / "results.json", results)
     barrier(ctx)
     return results
+
+
+def default_observers(trainer: Trainer, out: Path, *, diag: TrainingDiagnostics | None = None,
+                      tensorboard: TensorBoardLogger | None = None, show: bool = False,
+                      on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[Observer]:
+    """What ``coreaug train`` observes, in order: the forgetting history (history selectors), the
+    diagnostics, metrics files, the checkpoint, progress, TensorBoard and the caller's callback."""
+    observers: list[Observer] = []
+    if trainer.tracker is not None:
+        observers.append(ForgettingObserver(trainer.tracker))
+    if diag is not None:
+        observers.append(DiagnosticsObserver(diag, tensorboard))
+    if trainer.ctx.is_main:
+        observers += [MetricsObserver(out), CheckpointObserver(out)]
+    observers.append(ProgressObserver(show))
+    if tensorboard is not None:
+        observers.append(TensorBoardObserver(tensorboard))
+    if on_epoch_end is not None:
+        observers.append(EpochCallback(on_epoch_end))
+    return observers
