@@ -100,21 +100,19 @@ class CellJob:
         return DelayedSubmission(CellJob(), {**task, "resume": bool(task["resume"]) or again})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main() -> int:
     """``python -m coreaug.launch``: a worker of :class:`LocalJobs`. It reads one task a line (JSON, with the
     path of its ``outcome`` file) from stdin, trains the cell with :func:`run_cell`, writes the outcome there
     (atomically) and waits for the next; it ends at end of input. Ctrl-C: ``coreaug: interrupted``, exit 130;
     the process ends with the sweep that started it."""
     _end_with_parent()
     try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            task = json.loads(line)
-            outcome = run_cell(task)
-            from coreaug.io import write_json_atomic
+        from coreaug.io import write_json_atomic
 
-            write_json_atomic(task["outcome"], outcome)
+        for line in sys.stdin:
+            if line.strip():
+                task = json.loads(line)
+                write_json_atomic(task["outcome"], run_cell(task))
     except KeyboardInterrupt:
         _exit(130, "coreaug: interrupted\n")
     _exit(0, "")
