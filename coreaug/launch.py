@@ -520,8 +520,11 @@ def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool
         return LocalJobs(jobs, threads=None if threads_fixed else split_threads(jobs))
     cluster = "slurm" if name == "submitit" else "local"
     threads = None
-    if cluster == "local" and not threads_fixed and jobs is not None:
-        threads = split_threads(jobs)
+    if cluster == "local":  # jobs on this machine: at most one a core by default, sharing the cores
+        from coreaug.device import available_cpus
+
+        jobs = jobs or available_cpus()
+        threads = None if threads_fixed else split_threads(jobs)
     return SubmititLauncher(cluster, out.resolve() / ".submitit", partition=slurm_partition, minutes=minutes,
                             gpus=gpus, jobs=jobs, threads=threads)
 

@@ -309,7 +309,8 @@ def test_local_jobs_run_cells_at_once_round_robin_gpus_and_split_threads(tmp_pat
     assert make_launcher("local", jobs=1, out=tmp_path, threads_fixed=False) is None
 
 
-def test_slurm_time_and_executor_parameters(tmp_path):
+def test_slurm_time_and_executor_parameters(tmp_path, monkeypatch):
+    import coreaug.device
     from coreaug.launch import make_launcher, parse_slurm_time
 
     assert [parse_slurm_time(v) for v in (90, "90", "1:30", "2:00:00", "1-0", "1-2:30", "0:0:30")] == [
@@ -322,6 +323,12 @@ def test_slurm_time_and_executor_parameters(tmp_path):
                              slurm_gpus=0)
     ex = launcher.executor()
     assert ex.cluster == "local" and ex._executor.parameters["timeout_min"] == 10
+    # submitit-local: at most one job a core in flight by default, sharing the cores like --jobs
+    monkeypatch.setattr(coreaug.device, "available_cpus", lambda: 4)
+    launcher = make_launcher("submitit-local", jobs=None, out=tmp_path, threads_fixed=False)
+    assert (launcher.jobs, launcher.threads, launcher.minutes) == (4, 1, 240)
+    launcher = make_launcher("submitit-local", jobs=2, out=tmp_path, threads_fixed=False)
+    assert (launcher.jobs, launcher.threads) == (2, 2)
 
 
 # ------------------------------------------------------------------------------------------ bad input

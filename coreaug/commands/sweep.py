@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num-workers", type=int)
     g.add_argument("--jobs", type=int, metavar="N",
                    help="run N cells at once as child processes (one GPU each where there are GPUs); with "
-                        "--launcher submitit*: the most jobs in flight (default: all)")
+                        "--launcher submitit: the most jobs in flight (default: all; submitit-local: one a core)")
     g.add_argument("--launcher", default="local",
                    help="local (default: this machine) | submitit (alias slurm: one SLURM job a cell, pip install -e "
                         "'.[submitit]') | submitit-local (submitit's local executor: jobs on this machine)")
