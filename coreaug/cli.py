@@ -146,13 +146,16 @@ class _Interrupts:
         raise KeyboardInterrupt
 
     def install(self) -> None:
-        """Install :meth:`handler` for SIGINT (on the main thread only; elsewhere signals are left alone)."""
+        """Install :meth:`handler` for SIGINT, on the main thread only and unless SIGINT is ignored (a job started
+        with ``nohup`` or ``&`` from a script inherits that, and keeps it, as Python itself does)."""
         import signal
 
+        self.previous = None
         try:
-            self.previous = (signal.signal(signal.SIGINT, self.handler),)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+                self.previous = (signal.signal(signal.SIGINT, self.handler),)
         except ValueError:  # not the main thread
-            self.previous = None
+            pass
 
     def restore(self) -> None:
         """Put back the SIGINT handler :meth:`install` replaced."""

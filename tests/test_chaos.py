@@ -250,7 +250,13 @@ def _start_ctrl_c_victim(out: Path, sentinel: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COREAUG_PAUSE_AT": "epoch:end#1",
            "COREAUG_PAUSE_FILE": str(sentinel), "COREAUG_PAUSE_TIMEOUT": "300"}
     return subprocess.Popen([sys.executable, "-m", "coreaug", "train", *CTRL_C_ARGS, "--out", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=out.parent)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=out.parent,
+                            preexec_fn=_default_sigint)  # as from a terminal, even when pytest runs in the background
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action (a background job inherits it ignored, and keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _interrupt(proc: subprocess.Popen) -> str:
