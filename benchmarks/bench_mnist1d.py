@@ -40,10 +40,6 @@ from _mnist1d import NOTEBOOK, load_example
 
 RUN_FIELDS = ["setting", "regime", "selector", "fraction", "seed", "epochs", "test_acc", "best_test_acc", "seconds",
               "selection_seconds", "examples_per_epoch", "load_1min"]
-SUMMARY_FIELDS = ["setting", "seeds", "examples_per_epoch", "acc_mean", "acc_ci95", "acc_sd", "seconds_mean",
-                  "seconds_ci95", "selection_seconds_mean", "speedup_vs_full_aug", "vs_random_diff", "welch_p"]
-
-
 def t_interval(values: list[float]) -> tuple[float, float, float]:
     """(mean, half-width of the two-sided 95% t-interval, sample standard deviation)."""
     from scipy import stats
@@ -78,7 +74,8 @@ def summarize(runs: list[dict], settings: dict) -> list[dict]:
         row = {"setting": name, "seeds": len(rs), "examples_per_epoch": rs[0]["examples_per_epoch"],
                "acc_mean": m, "acc_ci95": ci, "acc_sd": sd, "seconds_mean": tm, "seconds_ci95": tci,
                "selection_seconds_mean": statistics.fmean(r["selection_seconds"] for r in rs),
-               "speedup_vs_full_aug": base / tm, "vs_random_diff": None, "welch_p": None}
+               "speedup_vs_full_aug": base / tm, "speedup_per_seed_median": _per_seed_speedup(rs, by.get("full-aug")),
+               "vs_random_diff": None, "welch_p": None}
         if name.startswith("coreset "):
             twin = by.get("random " + name[len("coreset "):], [])
             if twin:
@@ -87,6 +84,14 @@ def summarize(runs: list[dict], settings: dict) -> list[dict]:
                 row["welch_p"] = welch_p(acc, rand)
         rows.append(row)
     return rows
+
+
+def _per_seed_speedup(rs: list[dict], full_aug: list[dict] | None) -> float | None:
+    """Median over seeds of full-aug's time / this setting's time in the same seed (runs of one seed are
+    adjacent in time, so this ratio is less exposed to load drift than the ratio of means)."""
+    ref = {r["seed"]: r["seconds"] for r in full_aug or []}
+    ratios = [ref[r["seed"]] / r["seconds"] for r in rs if r["seed"] in ref]
+    return statistics.median(ratios) if ratios else None
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -104,8 +109,8 @@ def markdown(summary: list[dict], ex, args, env: dict, total_s: float) -> str:
         f"batch 64, {args.epochs} epochs, R = 5 (reselect every 5 epochs), `subset-only` regime for the subsets "
         f"(S weighted by γ + one strong copy of each element of S), random subsets = `selector=\"random\"` "
         f"in the same regime. Seeds {env['seeds']}.", "",
-        "| setting | examples/epoch | test acc % (mean ± 95% CI) | time s (train + selection) | selection s "
-        "| speed-up vs full-aug | coreset − random (pp) | Welch p |",
+        "| setting | examples/epoch | test acc % (mean ± 95% CI) | time s (train + selection, mean ± 95% CI) "
+        "| selection s | speed-up vs full-aug (ratio of means / median per seed) | coreset − random (pp) | Welch p |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary:
@@ -114,11 +119,14 @@ def markdown(summary: list[dict], ex, args, env: dict, total_s: float) -> str:
         lines.append(
             f"| {r['setting']} | {r['examples_per_epoch']} | {pct(r['acc_mean'])} ± {pct(r['acc_ci95'])} | "
             f"{r['seconds_mean']:.1f} ± {r['seconds_ci95']:.1f} | {r['selection_seconds_mean']:.2f} | "
-            f"{r['speedup_vs_full_aug']:.2f}x | "
+            f"{r['speedup_vs_full_aug']:.2f}x / {r['speedup_per_seed_median']:.2f}x | "
             f"{diff} | {p} |")
     lines += [
         "", "Published test accuracy (MNIST-1D authors, 4000 training signals, no augmentation, their own training): "
-        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in ex.PUBLISHED.items()) + ".", "",
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in ex.PUBLISHED.items()) + ".", "", "Reading:", ""]
+    lines += [f"* {line}" for line in verdicts(summary, ex.PUBLISHED)]
+    lines += [
+        "",
         f"Environment: torch {env['torch']}, {env['threads']} torch thread(s), {env['machine']}; load average "
         f"(1/5/15 min) {env['load_start']} at the start, {env['load_end']} at the end (a shared machine: the times "
         f"are wall-clock, the order of runs is seed-major so load spreads over every setting). "
@@ -127,6 +135,38 @@ def markdown(summary: list[dict], ex, args, env: dict, total_s: float) -> str:
         "", "Command: `" + env["command"] + "`",
     ]
     return "\n".join(lines) + "\n"
+
+
+def verdicts(summary: list[dict], published: dict) -> list[str]:
+    """One honest sentence per comparison, from the numbers (a 5% two-sided Welch test)."""
+    by = {r["setting"]: r for r in summary}
+    out = []
+    for r in summary:
+        if r["welch_p"] is None:
+            continue
+        twin = "random " + r["setting"][len("coreset "):]
+        d, p = 100 * r["vs_random_diff"], r["welch_p"]
+        if p is not None and p < 0.05:
+            what = "beats" if d > 0 else "is worse than"
+            out.append(f"{r['setting']} {what} {twin}: {d:+.1f} pp, Welch p = {p:.3g}.")
+        else:
+            out.append(f"{r['setting']} vs {twin}: {d:+.1f} pp, Welch p = {p:.3g}: no significant difference at 5%; "
+                       f"the coreset does not win here{' (its mean is lower)' if d < 0 else ''}.")
+    if "full" in by and "CNN" in published:
+        f = by["full"]
+        out.append(f"full (this CNN, no augmentation) reaches {pct(f['acc_mean'])} ± {pct(f['acc_ci95'])}%, "
+                   f"beside the published CNN's {100 * published['CNN']:.0f}%.")
+    if "full-aug" in by:
+        fa = by["full-aug"]
+        beaten = [r["setting"] for r in summary if r["setting"] != "full-aug" and r["acc_mean"] + r["acc_ci95"]
+                  < fa["acc_mean"] - fa["acc_ci95"]]
+        if beaten:
+            out.append(f"full-aug ({pct(fa['acc_mean'])}%) is the most accurate and the slowest; its 95% interval lies "
+                       f"above that of: {', '.join(beaten)}.")
+    out.append("Times are wall-clock on a shared 2-core machine (see the load below): their intervals are wide, "
+               "the speed-ups are ratios of mean times and the order of runs spreads the load over every setting. "
+               "The subset settings' time includes selection.")
+    return out
 
 
 def plot(runs: list[dict], settings: dict, path: Path, title: str) -> bool:
@@ -168,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", default=None, help="comma-separated subset of the notebook's SETTINGS")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--tag", default="mnist1d", help="result file stem (default mnist1d)")
+    ap.add_argument("--render", metavar="JSON", help="rewrite the .md/.png of a finished run from its .json (no training)")
     args = ap.parse_args(argv)
+    if args.render:
+        return render(Path(args.render))
     torch.set_num_threads(args.threads)
     ex = load_example()
     settings = ex.SETTINGS if args.settings is None else {k: ex.SETTINGS[k] for k in args.settings.split(",")}
@@ -198,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(selection {r['selection_seconds']:.2f} s)  load {run['load_1min']}", flush=True)
     total = time.perf_counter() - t0
     env["load_end"] = [round(v, 2) for v in os.getloadavg()]
+    env["total_s"] = round(total, 1)
     summary = summarize(runs, settings)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out / f"{args.tag}.json", json.dumps(strict_json_value(
         {"args": vars(args), "env": env, "published": ex.PUBLISHED, "summary": summary, "runs": runs}),
         indent=1, allow_nan=False) + "\n")
+    print(md)
+    return 0
+
+
+def render(path: Path) -> int:
+    """Rewrite ``<tag>.md`` and ``<tag>.png`` beside ``path`` from the runs it stores (the numbers are not re-measured)."""
+    data = json.loads(path.read_text())
+    args = argparse.Namespace(**data["args"])
+    ex = load_example()
+    present = {r["setting"] for r in data["runs"]}
+    settings = {k: v for k, v in ex.SETTINGS.items() if k in present}
+    env = data["env"]
+    summary = summarize(data["runs"], settings)
+    env["png"] = plot(data["runs"], settings, path.with_suffix(".png"),
+                      f"MNIST-1D, CNN1d, {args.epochs} epochs, {args.seeds} seeds, {env['threads']} thread(s)")
+    md = markdown(summary, ex, args, env, env["total_s"])
+    write_text_atomic(path.with_suffix(".md"), md)
     print(md)
     return 0
 
