@@ -40,6 +40,8 @@ from _mnist1d import NOTEBOOK, load_example
 
 RUN_FIELDS = ["setting", "regime", "selector", "fraction", "seed", "epochs", "test_acc", "best_test_acc", "seconds",
               "selection_seconds", "examples_per_epoch", "load_1min"]
+
+
 def t_interval(values: list[float]) -> tuple[float, float, float]:
     """(mean, half-width of the two-sided 95% t-interval, sample standard deviation)."""
     from scipy import stats
