@@ -1,4 +1,4 @@
-"""The MNIST-1D example code of ``notebooks/04_your_own_loop.ipynb`` as a module (``from _mnist1d import load_example``).
+"""The MNIST-1D example of ``notebooks/04_your_own_loop.ipynb`` as a module (``from _mnist1d import load_example``).
 
 The notebook is the one copy of the example: the user's data (``load_mnist1d``), model (``CNN1d``),
 strong augmentation (``Strong1d``), settings (``SETTINGS``, ``PUBLISHED``) and plain training loop

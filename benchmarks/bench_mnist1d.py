@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", default=None, help="comma-separated subset of the notebook's SETTINGS")
     ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--tag", default="mnist1d", help="result file stem (default mnist1d)")
-    ap.add_argument("--render", metavar="JSON", help="rewrite the .md/.png of a finished run from its .json (no training)")
+    ap.add_argument("--render", metavar="JSON",
+                    help="rewrite the .md/.png of a finished run from its .json (no training)")
     args = ap.parse_args(argv)
     if args.render:
         return render(Path(args.render))
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(path: Path) -> int:
-    """Rewrite ``<tag>.md`` and ``<tag>.png`` beside ``path`` from the runs it stores (the numbers are not re-measured)."""
+    """Rewrite ``<tag>.md`` and ``<tag>.png`` beside ``path`` from the runs it stores (nothing is re-measured)."""
     data = json.loads(path.read_text())
     args = argparse.Namespace(**data["args"])
     ex = load_example()
