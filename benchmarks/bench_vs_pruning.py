@@ -144,10 +144,12 @@ def mnist1d_section(seeds: int, epochs: int, out: Path) -> str:
     fig = accuracy_vs_cost_figure(runs)
     write_figure_atomic(fig, out / "vs_pruning_mnist1d" / "accuracy_vs_cost.png", dpi=110)
     plt.close(fig)
-    return (f"\n## MNIST-1D, the notebook's 1-D CNN in a plain loop ({len(runs)} runs, {epochs} epochs, "
+    text = (f"\n## MNIST-1D, the notebook's 1-D CNN in a plain loop ({len(runs)} runs, {epochs} epochs, "
             f"{time.perf_counter() - t0:.0f} s)\n\nPublished MNIST-1D test accuracy (its authors): logistic "
             f"regression 32%, MLP 68%, CNN 94%, GRU 91%.\n\n" + matched_cost_markdown(frame)
             + "\n![accuracy vs cost](vs_pruning_mnist1d/accuracy_vs_cost.png)\n")
+    (out / "vs_pruning_mnist1d" / "section.md").write_text(text)
+    return text
 
 
 def main() -> int:
@@ -176,6 +178,8 @@ def main() -> int:
         parts.append(f"\n![accuracy vs cost](vs_pruning_{model}/accuracy_vs_cost.png)\n")
     if args.mnist1d:
         parts.append(mnist1d_section(args.seeds, args.mnist1d_epochs, out))
+    elif (out / "vs_pruning_mnist1d" / "section.md").is_file():  # kept from an earlier --mnist1d run
+        parts.append((out / "vs_pruning_mnist1d" / "section.md").read_text())
     parts.append(f"\nload average at the end: {os.getloadavg()[0]:.2f}\n")
     (out / "vs_pruning.md").write_text("".join(parts))
     print(f"wrote {out / 'vs_pruning.md'}")

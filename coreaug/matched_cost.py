@@ -113,9 +113,9 @@ def matched_cost_frame(runs: Sequence[dict[str, Any]], *, level: float = 0.95) -
     rows = []
     for lab, group in by_label.items():
         part = df[df["label"] == lab]
-        lo, hi = t_interval(part["acc"].tolist(), level)
-        row: dict[str, Any] = {"label": lab, "seeds": len(part), "acc_mean": part["acc"].mean(), "acc_lo": lo,
-                               "acc_hi": hi, "wall": part["wall"].mean(), "passes": part["passes"].mean()}
+        mean, half = t_interval(part["acc"].tolist(), level)
+        row: dict[str, Any] = {"label": lab, "seeds": len(part), "acc_mean": mean, "acc_ci": half,
+                               "wall": part["wall"].mean(), "passes": part["passes"].mean()}
         for cost in COSTS:
             for ref, labels in refs.items():
                 key = f"{ref}_acc_at_{cost}"
@@ -142,14 +142,14 @@ def matched_cost_markdown(frame: pd.DataFrame) -> str:
     def acc(v: Any, beyond: Any = False) -> str:
         return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{'>' if beyond else ''}{100 * v:.1f}"
 
-    lines = ["| method | seeds | accuracy % (95% CI) | wall s | example-passes | full-aug at same wall | "
+    lines = ["| method | seeds | accuracy % (± 95% CI) | wall s | example-passes | full-aug at same wall | "
              "best random at same wall | full-aug at same passes | best random at same passes |",
              "|---|---|---|---|---|---|---|---|---|"]
     for _, r in frame.iterrows():
         star = " *" if r["front_wall"] else ""
         lines.append(
-            f"| {r['label']}{star} | {r['seeds']} | {100 * r['acc_mean']:.1f} ({100 * r['acc_lo']:.1f}–"
-            f"{100 * r['acc_hi']:.1f}) | {r['wall']:.2f} | {r['passes']:.3g} | "
+            f"| {r['label']}{star} | {r['seeds']} | {100 * r['acc_mean']:.1f} ± {acc(r['acc_ci'])} | "
+            f"{r['wall']:.2f} | {r['passes']:.3g} | "
             f"{acc(r['full-aug_acc_at_wall'], r['full-aug_acc_at_wall_beyond'])} | "
             f"{acc(r['random_acc_at_wall'], r['random_acc_at_wall_beyond'])} | "
             f"{acc(r['full-aug_acc_at_passes'], r['full-aug_acc_at_passes_beyond'])} | "

@@ -54,6 +54,7 @@ def test_reference_accuracy_is_its_learning_curve_at_the_same_cost():
     frame = matched_cost_frame(runs).set_index("label")
     core = frame.loc["subset-only coreset 10%"]
     assert core["acc_mean"] == pytest.approx(0.76)
+    assert core["acc_ci"] == pytest.approx(12.7062 * 0.01 * 2**0.5 / 2**0.5, rel=1e-3)  # t_{.975,1}·s/√n
     # full-aug's mean curve at wall 5: between (0, 0.5) and (10, 0.5) → 0.5; at 25 it would be 0.75
     assert core["full-aug_acc_at_wall"] == pytest.approx(0.5) and not core["full-aug_acc_at_wall_beyond"]
     # the best random configuration at wall 5: random 10% ends at 5 with 0.6; random 90% starts at 30 (its first epoch)
