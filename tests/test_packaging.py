@@ -209,7 +209,6 @@ def wheel_venv(tmp_path_factory) -> Venv:
     check = f"""
         import importlib.metadata as md
         from packaging.requirements import Requirement
-from packaging.version import Version
         for text in {requires!r}:
             req = Requirement(text)
             if req.marker is None or req.marker.evaluate({{"extra": ""}}):
