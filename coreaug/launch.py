@@ -106,6 +106,9 @@ def main() -> int:
     (atomically) and waits for the next; it ends at end of input. Ctrl-C: ``coreaug: interrupted``, exit 130;
     the process ends with the sweep that started it."""
     _end_with_parent()
+    # the sweep stops its workers with SIGINT (they are in a session of their own: no terminal's Ctrl-C reaches
+    # them), even where the sweep inherited SIGINT ignored (a background job) and so did they
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         from coreaug.io import write_json_atomic
 
@@ -483,7 +486,32 @@ class SubmititLauncher:
 
 @contextlib.contextmanager
 def _output_to(path: Path):
-    """File descriptors 1 and 2 of this process point to ``path`` meanwhile (for the processes it starts)."""
+    """File descriptors 1 and 2 of this process point to ``path`` meanwhile (for the processes it starts), and
+    SIGINT is not ignored (so that a job's controller stops on the SIGINT of its cancel even where the sweep
+    runs in the background, SIGINT ignored)."""
+    with _sigint_not_ignored(), _redirected(path):
+        yield
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored():
+    """SIGINT's default action meanwhile where it is ignored (for the processes this one starts)."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _redirected(path: Path):
+    """File descriptors 1 and 2 point to ``path`` meanwhile."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

@@ -213,7 +213,8 @@ def test_ctrl_c_stops_the_children_and_prints_interrupted(tmp_path):
     grid.write_text(GRID_YAML)
     cmd = [sys.executable, "-m", "coreaug", "sweep", "--grid-file", str(grid), *TINY_FLAGS, "--epochs", "400",
            "--out", str(out), "--jobs", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # as from a terminal, even when pytest runs in the background
     try:
         end = time.monotonic() + 240
         while not all((out / c / "checkpoint.pt").is_file() for c in CELLS):  # both children are training
@@ -235,6 +236,11 @@ def test_ctrl_c_stops_the_children_and_prints_interrupted(tmp_path):
         with acquire_run_lock(out / c):
             assert (out / c / "checkpoint.pt").is_file() and not (out / c / "results.json").exists()
     assert not (out / ".coreaug-sweep.lock").exists()
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT's default action (a background job inherits it ignored, and keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # ------------------------------------------------------------------- the launcher without training
