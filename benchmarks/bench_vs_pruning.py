@@ -78,7 +78,7 @@ def _cell_api_kwargs(overrides: dict) -> dict:
 
 
 def mnist1d_run(ex, train_set, test_set, overrides: dict, *, seed: int, epochs: int) -> dict:
-    """One MNIST-1D run in a plain loop on the public API → a run dict for coreaug.matched_cost."""
+    """One MNIST-1D run in a plain loop on the public API → a run dict for coreaug.report.matched_cost."""
     import pandas as pd
 
     import coreaug
@@ -125,7 +125,7 @@ def mnist1d_section(seeds: int, epochs: int, out: Path) -> str:
     import matplotlib.pyplot as plt
 
     from coreaug.io import write_figure_atomic
-    from coreaug.matched_cost import accuracy_vs_cost_figure, matched_cost_frame, matched_cost_markdown
+    from coreaug.report.matched_cost import accuracy_vs_cost_figure, matched_cost_frame, matched_cost_markdown
 
     sys.path.insert(0, str(ROOT))
     from _mnist1d import load_example

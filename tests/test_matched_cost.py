@@ -1,4 +1,4 @@
-"""Accuracy at matched cost and Pareto fronts (coreaug.matched_cost) against brute force and by hand."""
+"""Accuracy at matched cost and Pareto fronts (coreaug.report.matched_cost) against brute force and by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coreaug.matched_cost import matched_cost_frame, pareto_front
+from coreaug.report.matched_cost import matched_cost_frame, pareto_front
 
 
 def test_pareto_front_equals_brute_force():

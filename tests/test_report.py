@@ -71,7 +71,7 @@ def test_report_cli_on_real_runs(runs, tmp_path, capsys):
     md = (out / "summary.md").read_text()
     table, cost = md.split("\n## Accuracy at matched cost\n")
     assert table.startswith("| dataset | model | method |") and table.count("\n") == 4
-    assert "| full-aug * |" in cost or "| full-aug |" in cost  # the matched-cost section (coreaug.matched_cost)
+    assert "| full-aug * |" in cost or "| full-aug |" in cost  # the matched-cost section (coreaug.report.matched_cost)
     assert (out / "accuracy_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_csv(out / "matched_cost.csv")) == 2
     assert (out / "accuracy_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

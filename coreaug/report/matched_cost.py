@@ -12,7 +12,7 @@ and the best ``random`` configuration at that cost (the strongest random baselin
 method cost more than the reference ever spent, the reference's final accuracy is used and the
 cell is marked ``>`` (the reference stopped earlier).
 
-All functions take runs as loaded by :func:`coreaug.report.load_run` (``results`` dict and the
+All functions take runs as loaded by :func:`coreaug.report.runs.load_run` (``results`` dict and the
 ``metrics`` DataFrame).
 """
 
@@ -40,7 +40,7 @@ def has_cost(run: dict[str, Any]) -> bool:
 
 def method_label(results: dict[str, Any], config: dict[str, Any] | None = None) -> str:
     """``method[ selector f%][ + pruning setting]``, e.g. ``full-aug + infobatch r=0.5``."""
-    from coreaug.report import pruning_label
+    from coreaug.report.tables import pruning_label
 
     label = str(results.get("method"))
     if results.get("selector"):
@@ -101,7 +101,7 @@ def pareto_front(cost: Sequence[float], acc: Sequence[float]) -> list[int]:
 
 def matched_cost_frame(runs: Sequence[dict[str, Any]], *, level: float = 0.95) -> pd.DataFrame:
     """Per method label: accuracy mean ± CI, mean costs, and the references' accuracy at the same cost."""
-    from coreaug.report import t_interval
+    from coreaug.report.stats import t_interval
 
     runs = [r for r in runs if has_cost(r)]
     df = cost_frame(runs)
