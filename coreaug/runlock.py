@@ -172,14 +172,18 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
         RunFolderBusyError: another live process holds it (the message names the folder and its PID).
         OutputError: the folder cannot be created or written (a file in the way, no permission, …).
     """
-    folder = Path(folder)
-    key = os.path.realpath(folder)
-    lock = _held.get(key)
+    return _acquire_reentrant(RunLock, folder, _held, os.path.realpath(folder))
+
+
+def _acquire_reentrant(cls: type, folder: str | os.PathLike, held: dict, key: str):
+    """One hold more on ``cls``'s lock of ``folder``: taken from the OS on the first hold of this
+    process, counted after that (``held`` maps ``key`` to the lock this process holds)."""
+    lock = held.get(key)
     if lock is None:
-        lock = RunLock(folder)
+        lock = cls(Path(folder))
         lock._acquire()
         lock._key = key
-        _held[key] = lock
+        held[key] = lock
     lock._depth += 1
     return lock
 
@@ -220,16 +224,8 @@ def acquire_sweep_lock(folder: str | os.PathLike) -> SweepLock:
         RunFolderBusyError: another live sweep holds it (the message names the folder and its PID).
         OutputError: the folder cannot be created or written.
     """
-    folder = Path(folder)
-    key = "sweep:" + os.path.realpath(folder)  # never a key of _held, which RunLock.release pops
-    lock = _held_sweeps.get(key)
-    if lock is None:
-        lock = SweepLock(folder)
-        lock._acquire()
-        lock._key = key
-        _held_sweeps[key] = lock
-    lock._depth += 1
-    return lock
+    # "sweep:" keeps its key apart from _held's, which RunLock.release pops
+    return _acquire_reentrant(SweepLock, folder, _held_sweeps, "sweep:" + os.path.realpath(folder))
 
 
 def is_run_file(name: str) -> bool:
