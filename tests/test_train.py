@@ -197,3 +197,18 @@ def test_config_hash_ignores_device_but_not_hyperparameters():
     a, b = TrainConfig(), TrainConfig(device="cpu", num_workers=3)
     assert a.hash() == b.hash()
     assert a.hash() != TrainConfig(lr=0.2).hash()
+
+
+def test_adamw_optimizer_trains_and_resumes_bit_for_bit(tmp_path):
+    from coreaug.train import loop
+
+    cfg = resolve_config("digits-quick", overrides={"model": "mlp", "epochs": 2, "fraction": 0.1, "device": "cpu",
+                                                    "optimizer": "adamw", "lr": 1e-3, "diagnostics_every": 0,
+                                                    "threads": 1, "strong_aug": "gaussian-noise"})
+    loop.train(cfg, tmp_path / "a", quiet=True)
+    loop.train(cfg, tmp_path / "b", quiet=True, stop_after_epoch=1)
+    loop.train(cfg, tmp_path / "b", quiet=True, resume=True)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert "exp_avg_sq" in next(iter(a["optimizer"]["state"].values()))  # AdamW's state, not SGD's momentum

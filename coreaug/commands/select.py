@@ -49,10 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: a freshly initialised model (seeded)")
     parser.add_argument("--method", default="coreset",
                         help=f"one of: {', '.join(SELECTION_METHODS)} (default: coreset; `coreaug info` says what each needs)")
-    parser.add_argument("--fraction", type=float, default=0.1, help="subset fraction in (0, 1] (default 0.1)")
+    parser.add_argument("--fraction", type=float, default=0.1,
+                        help="subset fraction in (0, 1] (default 0.1; coreaug train's presets set their own)")
     parser.add_argument("--budget", type=int, help="absolute subset size (overrides --fraction)")
     parser.add_argument("--per-class", default="proportional", choices=PER_CLASS_MODES,
-                        help="per-class budgets (default: proportional)")
+                        help="per-class budgets (default: proportional, so the total is exactly B; coreaug "
+                             "train and the API default to equal-ceil, the official code's ceil(B/C) per class)")
     parser.add_argument("--greedy", default="auto", choices=GREEDY_METHODS,
                         help="coreset optimiser (default: auto = the exact engine on the device: compiled incremental greedy on CPU, batched sweep on CUDA; streamed for huge classes)")
     parser.add_argument("--similarity", default="exp", choices=SIMILARITIES,

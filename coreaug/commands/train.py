@@ -31,7 +31,7 @@ _FLAG_FIELDS: tuple[str, ...] = (
     "per_class", "aug_weight", "num_workers", "weight_decay", "momentum", "milestones", "threads",
     "eval_batch_size", "proxy_pool", "allow_nonfinite", "diagnostics_every", "diagnostics_probe",
     "diagnostics_params", "pruning", "prune_ratio", "prune_delta", "prune_keep", "prune_epsilon", "prune_c",
-    "prune_window",
+    "prune_window", "optimizer",
 )
 
 
@@ -78,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weak-aug", help="weak (in-place) augmentation")
     g.add_argument("--aug-policy", help="AutoAugment policy: imagenet|cifar10|svhn")
     g.add_argument("--epochs", type=int)
+    g.add_argument("--optimizer", choices=("sgd", "adamw"),
+                   help="sgd (momentum, the paper's; default) or adamw (decoupled weight decay)")
     g.add_argument("--lr", type=float)
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)

@@ -43,7 +43,7 @@ SELECTORS: tuple[str, ...] = (
 PROXIES: tuple[str, ...] = ("bias", "weight")
 PER_CLASS: tuple[str, ...] = ("equal-ceil", "equal", "proportional", "none")  # coreaug.select.PER_CLASS_MODES
 AUG_WEIGHTS: tuple[str, ...] = ("one", "gamma")
-OPTIMIZERS: tuple[str, ...] = ("sgd",)
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")  # adamw: decoupled weight decay; momentum/nesterov unused
 
 # Fields that do not change what is computed; they are left out of the config hash so a run can be
 # resumed on another device or with another number of loader workers.
@@ -111,7 +111,7 @@ class TrainConfig:
     image_size: int | None = None  # None: the dataset's native size
     resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
     # optimisation (docs/paper-notes.md §4 hyper-parameters)
-    optimizer: str = "sgd"
+    optimizer: str = "sgd"  # "sgd" (momentum, nesterov, weight_decay) or "adamw" (weight_decay)
     epochs: int = 10
     lr: float = 0.1
     momentum: float = 0.9

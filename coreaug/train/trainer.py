@@ -96,8 +96,7 @@ class Trainer:
         self.raw_model = build_model(cfg.model, bundle.num_classes, in_channels=bundle.in_channels,
                                      image_size=cfg.image_size or bundle.image_size,
                                      weights_path=cfg.weights).to(device)
-        self.optimizer = torch.optim.SGD(self.raw_model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.optimizer = _optimizer(cfg, self.raw_model.parameters())
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
                                                               gamma=cfg.lr_gamma)
         self.amp_dtype = self._amp_dtype()
@@ -281,6 +280,14 @@ class Trainer:
             "fwd_proxy": sel.forward_passes if s.reselected and sel is not None else 0,
             "peak_mem_mb": peak_memory_mb(self.device),
         }
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """``cfg.optimizer``: SGD with momentum (the paper's) or AdamW (decoupled weight decay, default betas)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov)
 
 
 def _share(selection: float, train: float) -> float:
