@@ -428,6 +428,9 @@ def grid_from_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"unknown grid key(s) {', '.join(map(repr, unknown))} in {source}; "
                           f"allowed: {', '.join(GRID_KEYS)}")
+    if data.get("overrides") is not None and not isinstance(data["overrides"], Mapping):
+        raise ConfigError(f"grid {source}: 'overrides' must be a mapping of config keys to values, "
+                          f"got {type(data['overrides']).__name__}")
     return dict(data)
 
 

@@ -123,3 +123,30 @@ def test_a_run_given_twice_is_counted_once(runs, tmp_path, capsys):
         assert len(rows) == len({p.resolve() for p in find_runs(argv)}) == (1 if i == 0 else 3)
         core = pd.read_csv(out / "summary.csv").query("method == 'subset-only'").iloc[0]
         assert core.seeds == (1 if i == 0 else 2)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: (d / "results.json").write_text("[1, 2]"), "results.json is not a JSON object"),
+    (lambda d: (d / "results.json").write_text('{"final_test_acc": "high"}'), "final_test_acc must be a finite number"),
+    (lambda d: (d / "results.json").write_text('{"final_test_acc": NaN}'), "final_test_acc must be a finite number"),
+    (lambda d: (d / "metrics.csv").write_text("epoch,test_acc,wall_clock,train_time,selection_time\n1,abc,1,1,0\n"),
+     "column 'test_acc' holds non-numbers"),
+    (lambda d: (d / "metrics.csv").write_text("a,b\n1,2\n"), "has no 'epoch' column"),
+])
+def test_damaged_run_files_are_one_line_errors(runs, tmp_path, capsys, damage, words):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs / "core-s0", bad)
+    damage(bad)
+    assert main(["report", str(bad), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_grid_overrides_of_the_wrong_type_is_one_line(tmp_path, capsys):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("overrides: [1, 2]\nseeds: [0]\nmethods: [full]\n")
+    assert main(["sweep", "--grid-file", str(grid), "--out", str(tmp_path / "sw"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'overrides' must be a mapping" in err and err.count("\n") == 1

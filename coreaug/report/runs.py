@@ -25,7 +25,45 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         diagnostics = pd.read_csv(d / "diagnostics.csv") if (d / "diagnostics.csv").is_file() else pd.DataFrame()
     except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read run folder {d}: {type(exc).__name__}") from None
+    _check_results(results, res_path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{d / 'config.json'} is not a JSON object; the run folder is damaged")
+    _check_columns(metrics, d / "metrics.csv")
     return {"dir": str(d), "config": config, "results": results, "metrics": metrics, "diagnostics": diagnostics}
+
+
+#: results.json fields a report reads as numbers (null allowed where a run has none, e.g. no epoch yet)
+_NUMERIC_RESULTS: tuple[str, ...] = (
+    "final_test_acc", "best_test_acc", "wall_clock_total", "train_time_total", "selection_time_total",
+    "examples_seen_total", "epochs_done",
+)
+#: metrics.csv columns the report plots or sums
+_NUMERIC_METRICS: tuple[str, ...] = ("epoch", "test_acc", "wall_clock", "train_time", "selection_time")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _check_results(results: Any, path: Path) -> None:
+    """``results.json`` is an object whose accuracy and time fields are finite numbers (or null)."""
+    if not isinstance(results, dict):
+        raise ConfigError(f"{path} is not a JSON object (got {type(results).__name__}); the run folder is damaged")
+    for key in _NUMERIC_RESULTS:
+        v = results.get(key)
+        if v is not None and not _is_number(v):
+            raise ConfigError(f"{path}: {key} must be a finite number, got {v!r}; the run folder is damaged")
+
+
+def _check_columns(metrics: pd.DataFrame, path: Path) -> None:
+    """The plotted ``metrics.csv`` columns are present and numeric (a shifted or garbled file is refused)."""
+    if metrics.empty:
+        return
+    for col in _NUMERIC_METRICS:
+        if col not in metrics.columns:
+            raise ConfigError(f"{path} has no {col!r} column; the run folder is damaged")
+        if not pd.api.types.is_numeric_dtype(metrics[col]) or not metrics[col].notna().all():
+            raise ConfigError(f"{path}: column {col!r} holds non-numbers; the run folder is damaged")
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
