@@ -4,7 +4,8 @@ show the Sphinx roles of the docstrings as plain code.
 * ``notebooks/*.ipynb`` become the tutorial pages ``notebooks/<name>/`` (rendered by mkdocs-jupyter,
   not executed: the test suite executes them);
 * ``figures/README.md`` (what each theory figure shows and what was measured) and
-  ``benchmarks/results/*.md`` (every benchmark's result table) become pages, with their images.
+  ``benchmarks/results/*.md`` (every benchmark's result table) become pages, with their images
+  (in sub-folders too).
 
 Nothing is copied into ``docs/``: each of these files has one copy, and a link from a page to one
 of them is checked by ``mkdocs build --strict`` like any other. The files are added before
@@ -25,7 +26,8 @@ REPO_FILES = (
     ("figures", "README.md"),
     ("figures", "*.png"),
     ("benchmarks/results", "*.md"),
-    ("benchmarks/results", "*.png"),
+    ("benchmarks/results", "**/*.png"),
+    ("benchmarks/results", "**/*.svg"),
 )
 
 # :func:`x`, :class:`~a.b.C` … as rendered from a docstring: a role name, then <code>
