@@ -14,8 +14,9 @@ Per-epoch time = training + selection wall-clock, evaluation excluded: the loop'
 selection_time`` of each metrics row; the plain loop uses the same two clocks: ``coreset.update(model,
 epoch)`` (selects when due), then the batches up to ``scheduler.step()``. Neither counts building the
 epoch's DataLoader (``loader()`` after the selection), evaluation or the loop's checkpoint. The plain
-loop seeds every epoch as the loop does (``seed_everything(derive_seed(seed, epoch, 0))``) and iterates ``loader(..., with_index=True)``
-through a disabled ``tqdm.auto`` bar as the loop does, so both make the same draws and their final
+loop seeds every epoch as the loop does (``seed_everything(derive_seed(seed, epoch, 0))``) and
+iterates ``loader(..., with_index=True)`` through a disabled ``tqdm.auto`` bar as the loop does, so
+both make the same draws and their final
 weights are compared bit for bit (``identical weights``: the two arms did the same work). Both are
 needed for the same batch order: ``tqdm.auto``'s class calls ``iter()`` once in its constructor and
 again to iterate; with ``with_index=True`` each call makes a DataLoader iterator, which draws a base
