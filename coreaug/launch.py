@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from coreaug.errors import ConfigError, DatasetNotFoundError
+from coreaug.runfolder import RunFolder
 
 #: ``--launcher`` values: ``local`` (this process, or ``--jobs N`` child processes), ``submitit`` / ``slurm``
 #: (SLURM through submitit), ``submitit-local`` (submitit's local executor: tests, a machine without SLURM).
@@ -96,7 +97,7 @@ class CellJob:
         from submitit.helpers import DelayedSubmission
 
         out = Path(task["out"])
-        again = (out / "checkpoint.pt").is_file() or (out / "config.json").is_file()
+        again = RunFolder(out).checkpoint_path.is_file() or RunFolder(out).config_path.is_file()
         return DelayedSubmission(CellJob(), {**task, "resume": bool(task["resume"]) or again})
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from coreaug.errors import ConfigError, CoreaugError, DatasetNotFoundError
+from coreaug.runfolder import RunFolder, config_differences, same_config  # noqa: F401 (same_config re-exported)
 
 #: Keys a grid (preset, YAML file) may set.
 GRID_KEYS: tuple[str, ...] = ("preset", "config", "methods", "selectors", "fractions", "seeds", "overrides", "cells",
@@ -484,44 +485,6 @@ class PlannedRun:
     detail: str = ""
 
 
-def _is_run_file(name: str) -> bool:
-    """False for bookkeeping that is not the run's own: the run-folder lock and stale atomic-write temp files."""
-    from coreaug.io import TEMP_FILE_PATTERN
-    from coreaug.runlock import is_run_file
-
-    return is_run_file(name) and not TEMP_FILE_PATTERN.fullmatch(name)
-
-
-def config_differences(saved: Mapping[str, Any] | None, cfg: Any) -> list[str]:
-    """How a run folder's ``config.json`` (``saved``) differs from ``cfg`` in the fields that enter the config
-    hash, as ``"epochs 3 != 2"`` (saved value first); a field the saved config lacks (added to TrainConfig
-    after that run) counts as its default, a saved field TrainConfig no longer has is a difference."""
-    import dataclasses
-
-    from coreaug.train.config import _HASH_EXCLUDED, TrainConfig
-
-    if not isinstance(saved, Mapping):
-        return ["no readable config.json"]
-    defaults = TrainConfig()
-    mine = cfg.to_dict()
-    out = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _HASH_EXCLUDED:
-            continue
-        theirs = saved[f.name] if f.name in saved else getattr(defaults, f.name)
-        if theirs != mine[f.name]:
-            out.append(f"{f.name} {theirs!r} != {mine[f.name]!r}")
-    out += [f"unknown key {k!r}" for k in sorted(set(saved) - set(mine))]
-    return out
-
-
-def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
-    """Whether a run folder's ``config.json`` describes ``cfg``: every field that enters the config hash is
-    equal, and a field the saved config lacks (added to TrainConfig after that run) holds its default.
-    So upgrading coreaug with a new, default-off config field keeps completed runs valid."""
-    return not config_differences(saved, cfg)
-
-
 #: ``results.json`` keys that repeat a config field (checked against the grid point's config).
 _RESULT_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "seed", "epochs", "label_noise")
 
@@ -548,15 +511,13 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     at epoch 0 with it (whatever else the killed run left: metrics, diagnostics); a folder with other files
     but no ``config.json`` is not ours. A completed run is skipped only when its ``config.json`` and its
     ``results.json`` both describe this grid point (a config hash alone is not trusted: it may be missing)."""
-    from coreaug.io import read_json_dict
-    from coreaug.train.checkpoint import CHECKPOINT_NAME, finished_results
-
     cfg = resolve_point(spec, point)
     d = out / point.name
+    folder = RunFolder(d)
     if d.exists() and not d.is_dir():
         return PlannedRun(point, cfg, d, "conflict", f"{d} is a file, not a run folder; move it or use another OUT")
-    saved = read_json_dict(d / "config.json") if (d / "config.json").exists() else None
-    res = finished_results(d)
+    saved = folder.saved_config()
+    res = folder.finished_results()
     if res is not None:
         why = config_differences(saved, cfg) + _results_differences(res, cfg)
         if why:
@@ -564,17 +525,14 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
         return PlannedRun(point, cfg, d, "skip", f"completed, final acc {res.get('final_test_acc', float('nan')):.4f}")
     if saved is not None and (why := config_differences(saved, cfg)):
         return _conflict(point, cfg, d, "an unfinished run of a different configuration", why)
-    if (d / CHECKPOINT_NAME).is_file():  # train checks the checkpoint's own config hash
-        done = "?"
-        metrics = d / "metrics.jsonl"
-        if metrics.is_file():
-            done = str(sum(1 for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()))
-        return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {done}/{cfg.epochs}")
-    if (d / "config.json").exists():
+    if folder.checkpoint_path.is_file():  # train checks the checkpoint's own config hash
+        done = folder.epochs_recorded()
+        return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {'?' if done is None else done}/{cfg.epochs}")
+    if folder.config_path.exists():
         if saved is None:
             return _conflict(point, cfg, d, "an unfinished run", ["its config.json is unreadable"])
         return PlannedRun(point, cfg, d, "run", "restart (stopped before its first checkpoint)")
-    names = sorted(p.name for p in d.iterdir() if _is_run_file(p.name)) if d.is_dir() else []
+    names = folder.run_files()
     if names:
         return PlannedRun(point, cfg, d, "conflict",
                           f"{d} is not empty ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}) and holds no "
@@ -701,7 +659,7 @@ def resume_flag(p: PlannedRun) -> bool:
     """Whether the run goes through train's resume: a checkpoint, or a folder stopped before its first
     checkpoint (see :func:`plan_run`), which starts over at epoch 0 with its config.json (train locks the
     folder and checks that config's hash)."""
-    return p.action == "resume" or (p.action == "run" and (p.dir / "config.json").is_file())
+    return p.action == "resume" or (p.action == "run" and RunFolder(p.dir).config_path.is_file())
 
 
 def error_line(exc: BaseException) -> str:

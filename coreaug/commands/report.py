@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 
 from coreaug.errors import ConfigError
-
-#: Files that mark a folder as a run folder of ``coreaug train`` (finished or not).
-_RUN_MARKERS = ("config.json", "checkpoint.pt")
+from coreaug.runfolder import RunFolder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +31,15 @@ def unfinished_runs(paths: list[str]) -> list[Path]:
 
     found: list[Path] = []
     for p in map(Path, paths):
-        candidates = [p] if any((p / m).is_file() for m in _RUN_MARKERS) else (
-            sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else [])
-        found += [c for c in candidates
-                  if not (c / "results.json").is_file() and any((c / m).is_file() for m in _RUN_MARKERS)]
+        candidates = [p] if _started(p) else (sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else [])
+        found += [c for c in candidates if not RunFolder(c).results_path.is_file() and _started(c)]
     return unique_folders(found)[0]
+
+
+def _started(folder: Path) -> bool:
+    """A run was started here: it wrote its config or a checkpoint."""
+    f = RunFolder(folder)
+    return f.config_path.is_file() or f.checkpoint_path.is_file()
 
 
 def _describe(skipped: list[Path], k: int = 5) -> str:

@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from coreaug.runfolder import RunFolder
 from coreaug.commands._args import int_list
 from coreaug.errors import CheckpointError, ConfigError, RunFolderBusyError
 from coreaug.train.config import (
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _saved_config(out: Path, overrides: dict, *, existed: bool):
     """The configuration saved in ``out/config.json``, with the set flags applied on top."""
-    saved = out / "config.json"
+    saved = RunFolder(out).config_path
     if not existed:
         raise CheckpointError(f"cannot resume: run folder {out} does not exist")
     if not saved.is_file():

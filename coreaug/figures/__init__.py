@@ -27,6 +27,7 @@ import pandas as pd
 
 from coreaug.errors import ConfigError
 from coreaug.io import write_figure_atomic, write_json_atomic, write_text_atomic
+from coreaug.runfolder import RunFolder
 
 FIGURES: tuple[str, ...] = (
     "fig1_singular_values", "fig2_subspace_rotation", "fig3_alignment", "fig4_residual_decay", "fig5_accuracy_vs_time",
@@ -171,7 +172,7 @@ def _quick_runs(root: Path, *, quiet: bool) -> list[Path]:
     dirs = []
     for name, over in QUICK_RUNS:
         run_dir = root / name
-        if not (run_dir / "results.json").is_file():
+        if not RunFolder(run_dir).results_path.is_file():
             if run_dir.exists():
                 import shutil
 

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from coreaug.runfolder import DIAGNOSTICS_CSV, RunFolder
+
 #: (run name, overrides of the digits-quick preset)
 DIAGNOSTIC_RUNS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("full-aug", {"method": "full-aug"}),
@@ -30,7 +32,8 @@ def diagnostic_runs(root: Path, *, quiet: bool = True) -> list[Path]:
     dirs = []
     for name, over in DIAGNOSTIC_RUNS:
         run_dir = root / name
-        if not (run_dir / "results.json").is_file() or not (run_dir / "diagnostics.csv").is_file():
+        folder = RunFolder(run_dir)
+        if not folder.results_path.is_file() or not folder.file(DIAGNOSTICS_CSV).is_file():
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             train(resolve_config("digits-quick", None, {**DIAGNOSTIC_BASE, **over}), run_dir, quiet=quiet)

@@ -9,26 +9,28 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from coreaug.errors import ConfigError, OutputError
+from coreaug.runfolder import _MARKERS, DIAGNOSTICS_CSV, METRICS_CSV, RunFolder, is_run_folder  # noqa: F401
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
     """Read one run folder → ``{"dir", "config", "results", "metrics", "diagnostics"}`` (DataFrames;
     ``diagnostics`` is empty for runs without ``diagnostics.csv``)."""
     d = Path(run_dir)
-    res_path = d / "results.json"
+    folder = RunFolder(d)
+    res_path = folder.results_path
     if not res_path.is_file():
         raise ConfigError(f"{d} is not a finished run folder (no results.json)")
     try:
         results = json.loads(res_path.read_text(encoding="utf-8"))
-        config = json.loads((d / "config.json").read_text(encoding="utf-8")) if (d / "config.json").is_file() else {}
-        metrics = pd.read_csv(d / "metrics.csv") if (d / "metrics.csv").is_file() else pd.DataFrame()
-        diagnostics = pd.read_csv(d / "diagnostics.csv") if (d / "diagnostics.csv").is_file() else pd.DataFrame()
+        config = json.loads(folder.config_path.read_text(encoding="utf-8")) if folder.config_path.is_file() else {}
+        metrics = _csv(folder.file(METRICS_CSV))
+        diagnostics = _csv(folder.file(DIAGNOSTICS_CSV))
     except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read run folder {d}: {type(exc).__name__}") from None
     _check_results(results, res_path)
     if not isinstance(config, dict):
         raise ConfigError(f"{d / 'config.json'} is not a JSON object; the run folder is damaged")
-    _check_columns(metrics, d / "metrics.csv")
+    _check_columns(metrics, folder.file(METRICS_CSV))
     return {"dir": str(d), "config": config, "results": results, "metrics": metrics, "diagnostics": diagnostics}
 
 
@@ -38,7 +40,7 @@ _NUMERIC_RESULTS: tuple[str, ...] = (
     "examples_seen_total", "epochs_done",
 )
 #: metrics.csv columns the report plots or sums
-_NUMERIC_METRICS: tuple[str, ...] = ("epoch", "test_acc", "wall_clock", "train_time", "selection_time")
+_NUMERIC_METRICS: tuple[str, ...] = ("epoch", "test_acc", "wall_clock")
 
 
 def _is_number(v: Any) -> bool:
@@ -81,10 +83,10 @@ def find_runs_once(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[
     symlink or a bind mount is seen through), whatever their spelling."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if (p / "results.json").is_file():
+        if RunFolder(p).results_path.is_file():
             found.append(p)
         elif p.is_dir():
-            kids = sorted(c for c in p.iterdir() if (c / "results.json").is_file())
+            kids = sorted(c for c in p.iterdir() if RunFolder(c).results_path.is_file())
             if not kids:
                 raise ConfigError(f"{p} holds no finished run (no results.json in it or its sub-folders)")
             found.extend(kids)
@@ -124,16 +126,12 @@ def repeats_note(repeats: Sequence[tuple[Path, Path]], k: int = 3) -> str:
 
 
 #: Files only a run folder of ``coreaug train`` holds (with ``config.json``: its per-epoch files too).
-RUN_FOLDER_MARKERS: tuple[str, ...] = ("results.json", "checkpoint.pt", "metrics.jsonl", ".coreaug.lock")
-_RUN_FOLDER_WITH_CONFIG: tuple[str, ...] = ("metrics.csv", "diagnostics.csv", "diagnostics.jsonl")
+#: Files that mark a folder as a run's (see :func:`coreaug.runfolder.is_run_folder`).
+RUN_FOLDER_MARKERS: tuple[str, ...] = _MARKERS
 
 
-def is_run_folder(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a run of ``coreaug train`` (finished, running or stopped)."""
-    d = Path(folder)
-    if any((d / m).is_file() for m in RUN_FOLDER_MARKERS):
-        return True
-    return (d / "config.json").is_file() and any((d / m).is_file() for m in _RUN_FOLDER_WITH_CONFIG)
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
 def check_report_folder(out_dir: str | Path, run_dirs: Iterable[str | Path] = ()) -> Path:

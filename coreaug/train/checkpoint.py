@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from coreaug.errors import CheckpointError
-from coreaug.io import load_checkpoint, read_json_dict, save_checkpoint
+from coreaug.io import load_checkpoint, save_checkpoint
+from coreaug.runfolder import CHECKPOINT as CHECKPOINT_NAME  # the layout lives in RunFolder
 
-CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 #: What a resumable checkpoint must hold, and the type of each entry (``None`` allowed for ``subset``).
 REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -88,9 +88,10 @@ def warn_if_threads_differ(state: dict[str, Any], device: torch.device | str = "
 
 
 def finished_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """``run_dir/results.json`` of a completed run, or ``None`` when it is missing, unreadable or not completed."""
-    results = read_json_dict(Path(run_dir) / "results.json")
-    return results if results is not None and results.get("completed") else None
+    """``results.json`` of a completed run in ``run_dir`` (:meth:`coreaug.runfolder.RunFolder.finished_results`)."""
+    from coreaug.runfolder import RunFolder
+
+    return RunFolder(run_dir).finished_results()
 
 
 def read_checkpoint(run_dir: str | Path, *, config_hash: str) -> dict[str, Any]:

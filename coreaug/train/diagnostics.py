@@ -65,6 +65,7 @@ from coreaug.distributed import DistContext
 from coreaug.errors import ConfigError
 from coreaug.io import csv_text, dumps_json, strict_json_value, write_text_atomic
 from coreaug.models import last_linear
+from coreaug.runfolder import DIAGNOSTICS_CSV, DIAGNOSTICS_JSONL
 from coreaug.runtime import Timer, derive_seed, seed_everything
 from coreaug.select import select
 from coreaug.train.checkpoint import rng_state, set_rng_state
@@ -76,8 +77,6 @@ __all__ = [
     "draw_probe", "probe_diagnostics", "read_diagnostics", "spectrum_from_gram",
 ]
 
-DIAGNOSTICS_CSV = "diagnostics.csv"
-DIAGNOSTICS_JSONL = "diagnostics.jsonl"
 #: Which parameters the Jacobian is taken with respect to.
 PARAM_MODES: tuple[str, ...] = ("last", "all")
 TOP_K = 5  #: singular values logged from each end of the spectrum

@@ -1,12 +1,10 @@
-"""The training loop: reselect every R epochs, build the epoch's appended set, weighted SGD, evaluate, checkpoint.
+"""One run of ``coreaug train``: the run folder around a :class:`~coreaug.train.trainer.Trainer`.
 
-One call of :func:`train` is one run; it owns its run folder::
-
-    RUN_DIR/config.json      resolved configuration (written once, before the first epoch)
-    RUN_DIR/metrics.csv      one row per epoch (also metrics.jsonl)
-    RUN_DIR/checkpoint.pt    written atomically after every epoch; ``resume=True`` continues from it
-    RUN_DIR/results.json     final/best accuracy, time totals (written when the run completes)
-    RUN_DIR/diagnostics.csv  spectral diagnostics every K epochs (also diagnostics.jsonl), when enabled
+One call of :func:`train` is one run in one run folder (its layout, resume rules and results:
+:class:`coreaug.runfolder.RunFolder`): lock it, decide how to start (fresh, from the checkpoint,
+restart, or nothing to do for a finished run), load the data, build the Trainer, write
+``config.json``, fit with the default observers (metrics, checkpoint, diagnostics, …), write
+``results.json``.
 
 The run folder is locked (:mod:`coreaug.runlock`, rank 0 under DDP) before anything in it is read or
 written, for the whole run. A NaN/inf training loss stops the run with :class:`DivergenceError`
@@ -35,13 +33,13 @@ from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
 from coreaug.device import default_threads
 from coreaug.distributed import DistContext, barrier, broadcast_object, cleanup, setup_distributed
-from coreaug.errors import CheckpointError, ConfigError, CoreaugError, RunFolderBusyError
+from coreaug.errors import ConfigError, CoreaugError, RunFolderBusyError
 from coreaug.hooks import pause_point
-from coreaug.io import write_json_atomic
-from coreaug.runlock import acquire_run_lock, is_run_file
+from coreaug.runfolder import CHECKPOINT, RunFolder
+from coreaug.runlock import acquire_run_lock
 from coreaug.runtime import derive_seed
-from coreaug.train.checkpoint import CHECKPOINT_NAME, finished_results, read_checkpoint, warn_if_threads_differ
-from coreaug.train.config import TrainConfig, config_from_dict, read_config_file, validate
+from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ
+from coreaug.train.config import TrainConfig, validate
 from coreaug.train.cost import cost_totals
 from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.observers import (  # noqa: F401 (METRIC_FIELDS re-exported)
@@ -152,55 +150,6 @@ def _locked_run_folder(out: Path, ctx: DistContext):
             lock.release()
 
 
-#: The files a run writes into its folder (checked to be files, where present, before a resume starts).
-_RUN_FILE_NAMES: tuple[str, ...] = (CHECKPOINT_NAME, "config.json", "metrics.csv", "metrics.jsonl", "results.json",
-                                    "diagnostics.csv", "diagnostics.jsonl")
-
-
-def _check_run_dir(out: Path, resume: bool, cfg: TrainConfig, *, created: bool) -> str:
-    """How to start (the folder is locked): ``"fresh"``, ``"checkpoint"`` (resume), ``"restart"``
-    (``resume`` of a run stopped before its first checkpoint: epoch 0 with the same config) or
-    ``"finished"`` (``resume`` of a completed run of this config: nothing to do, nothing is written).
-
-    ``resume`` into a folder that did not exist (``created``) starts the run: the earlier run was stopped
-    before it even created the folder (README: rerun the original command with ``--resume``)."""
-    entries = [p.name for p in out.iterdir() if is_run_file(p.name)]
-    if not resume:
-        if entries:
-            raise ConfigError(f"run folder {out} is not empty; pass --resume to continue it or choose another --out")
-        return "fresh"
-    if created:
-        return "fresh"
-    done = finished_results(out)
-    if done is not None and done.get("config_hash") == cfg.hash():
-        return "finished"
-    for name in _RUN_FILE_NAMES:  # a folder in place of a run file would fail only after an epoch of work
-        if (out / name).exists() and not (out / name).is_file():
-            raise CheckpointError(f"cannot resume: {out / name} is not a file; move it away and pass --resume again")
-    checkpoint = out / CHECKPOINT_NAME
-    if checkpoint.is_file():
-        return "checkpoint"
-    saved = out / "config.json"
-    if saved.is_file():
-        try:
-            saved_hash = config_from_dict(read_config_file(saved)).hash()
-        except ConfigError as exc:
-            raise CheckpointError(f"cannot resume from {out}: {exc}") from None
-        if saved_hash != cfg.hash():
-            raise CheckpointError(f"{saved} was written by another configuration (hash {saved_hash} != {cfg.hash()}); "
-                                  "use the same settings or a new --out folder")
-        return "restart"
-    if not entries:  # the earlier run stopped before writing config.json
-        return "fresh"
-    raise CheckpointError(f"cannot resume: no {CHECKPOINT_NAME} or config.json in {out}")
-
-
-
-
-
-
-
-
 def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.device, world_size: int,
               completed: bool, n_train: int | None = None) -> dict[str, Any]:
     """The ``results.json`` content from the per-epoch rows."""
@@ -295,17 +244,18 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     device, main = ctx.device, ctx.is_main
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
-    mode = _check_run_dir(out, resume, cfg, created=created)
+    folder = RunFolder(out)
+    mode = folder.start_mode(resume, cfg, created=created)
     if mode == "finished":  # nothing to do; results.json and every other file stay as they were
         if main:
             print(f"coreaug: note: {out} holds a finished run (results.json, completed): nothing to resume",
                   file=sys.stderr)
-        return finished_results(out)
+        return folder.finished_results()
     checkpoint = read_checkpoint(out, config_hash=cfg.hash()) if mode == "checkpoint" else None
     if resume and checkpoint is None and main:
         print(f"coreaug: note: run folder {out} did not exist (the run stopped before creating it): starting the run"
               if created else
-              f"coreaug: note: no {CHECKPOINT_NAME} in {out} (the run stopped before its first checkpoint): "
+              f"coreaug: note: no {CHECKPOINT} in {out} (the run stopped before its first checkpoint): "
               "starting from epoch 0" + (" with its config.json" if mode == "restart" else ""), file=sys.stderr)
     if checkpoint is not None:
         warn_if_threads_differ(checkpoint, device)
@@ -319,19 +269,19 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         pause_point("run:locked")  # fault-injection tests: killed before config.json exists
         out.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
-            write_json_atomic(out / "config.json", cfg.to_dict())
+            folder.write_config(cfg)
     barrier(ctx)
     tb = TensorBoardLogger(tensorboard) if tensorboard is not None and main else None
-    trainer.observers = default_observers(trainer, out, diag=diag, tensorboard=tb, show=show,
+    trainer.observers = default_observers(trainer, folder, diag=diag, tensorboard=tb, show=show,
                                           on_epoch_end=on_epoch_end)
     results = trainer.fit(out, stop_after_epoch=stop_after_epoch)
     if main and results["completed"]:
-        write_json_atomic(out / "results.json", results)
+        folder.write_results(results)
     barrier(ctx)
     return results
 
 
-def default_observers(trainer: Trainer, out: Path, *, diag: TrainingDiagnostics | None = None,
+def default_observers(trainer: Trainer, folder: RunFolder, *, diag: TrainingDiagnostics | None = None,
                       tensorboard: TensorBoardLogger | None = None, show: bool = False,
                       on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[Observer]:
     """What ``coreaug train`` observes, in order: the forgetting history (history selectors), the
@@ -342,7 +292,7 @@ def default_observers(trainer: Trainer, out: Path, *, diag: TrainingDiagnostics 
     if diag is not None:
         observers.append(DiagnosticsObserver(diag, tensorboard))
     if trainer.ctx.is_main:
-        observers += [MetricsObserver(out), CheckpointObserver(out)]
+        observers += [MetricsObserver(folder), CheckpointObserver(folder)]
     observers.append(ProgressObserver(show))
     if tensorboard is not None:
         observers.append(TensorBoardObserver(tensorboard))

@@ -21,7 +21,6 @@ A new observer (a gradient-norm logger, …) is one class here and one line wher
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -30,10 +29,10 @@ from tqdm.auto import tqdm
 from coreaug.api.epoch import WEAK
 from coreaug.distributed import all_gather_object
 from coreaug.hooks import pause_point
-from coreaug.io import csv_text, dumps_json, write_text_atomic
 from coreaug.train.checkpoint import rng_state, write_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
+    from coreaug.runfolder import RunFolder
     from coreaug.train.trainer import StepOutput, Trainer
 
 __all__ = ["Observer", "ForgettingObserver", "DiagnosticsObserver", "MetricsObserver", "CheckpointObserver",
@@ -127,25 +126,23 @@ class DiagnosticsObserver(Observer):
 class MetricsObserver(Observer):
     """``metrics.csv`` and ``metrics.jsonl`` (strict JSON: NaN → null), rewritten atomically each epoch."""
 
-    def __init__(self, out: Path):
-        self.out = out
+    def __init__(self, folder: "RunFolder"):
+        self.folder = folder
 
     def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
-        rows = trainer.rows
-        write_text_atomic(self.out / "metrics.csv", csv_text(rows, METRIC_FIELDS))
-        write_text_atomic(self.out / "metrics.jsonl", "".join(dumps_json(r) + "\n" for r in rows))
+        self.folder.write_metrics(trainer.rows, METRIC_FIELDS)
 
 
 class CheckpointObserver(Observer):
     """``checkpoint.pt`` after every epoch (atomic): model, optimiser, schedule, scaler, RNG, the
     coreset's state, the metrics rows and the forgetting history — a resumed run replays exactly."""
 
-    def __init__(self, out: Path):
-        self.out = out
+    def __init__(self, folder: "RunFolder"):
+        self.folder = folder
 
     def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
         cfg = trainer.cfg
-        write_checkpoint(self.out, {
+        write_checkpoint(self.folder.path, {
             "config_hash": cfg.hash(), "config": cfg.to_dict(), "epoch": row["epoch"],
             "model": trainer.raw_model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(), "rng": rng_state(),

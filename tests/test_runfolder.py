@@ -1,0 +1,91 @@
+"""RunFolder: the one owner of a run folder's layout and start rules, and the one definition of
+"same configuration" (coreaug.runfolder)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import coreaug
+from coreaug.errors import CheckpointError, ConfigError
+from coreaug.runfolder import RUN_FILES, RunFolder, config_differences, is_run_folder
+from coreaug.train import TrainConfig
+
+
+
+
+def test_start_modes(tmp_path):
+    cfg = TrainConfig(epochs=2)
+    empty = RunFolder(tmp_path / "new")
+    assert empty.start_mode(False, cfg, created=True) == "fresh"
+    assert empty.start_mode(True, cfg, created=True) == "fresh"  # rerun of a command killed before mkdir
+    d = tmp_path / "r"
+    d.mkdir()
+    f = RunFolder(d)
+    (d / ".coreaug.lock").write_text("")  # bookkeeping, not a run file
+    assert f.start_mode(False, cfg, created=False) == "fresh"
+    f.write_config(cfg)
+    with pytest.raises(ConfigError, match="not empty; pass --resume"):
+        f.start_mode(False, cfg, created=False)
+    assert f.start_mode(True, cfg, created=False) == "restart"
+    with pytest.raises(CheckpointError, match=r"another configuration \(epochs 2 != 3\)"):
+        f.start_mode(True, TrainConfig(epochs=3), created=False)
+    (d / "checkpoint.pt").mkdir()
+    with pytest.raises(CheckpointError, match="checkpoint.pt is not a file"):
+        f.start_mode(True, cfg, created=False)
+    (d / "checkpoint.pt").rmdir()
+    (d / "checkpoint.pt").write_bytes(b"x")
+    assert f.start_mode(True, cfg, created=False) == "checkpoint"
+    f.write_results({"completed": True, "config_hash": cfg.hash()})
+    assert f.start_mode(True, cfg, created=False) == "finished"
+    assert f.finished_results()["completed"] is True
+
+
+def test_same_configuration_is_defined_once(tmp_path):
+    cfg = TrainConfig()
+    saved = cfg.to_dict()
+    del saved["pruning"]  # a config.json written before the field existed: its default
+    assert config_differences(saved, cfg) == []
+    saved["device"] = "cuda"  # outside the hash: may change on resume
+    assert config_differences(saved, cfg) == []
+    saved["lr"] = 0.5
+    saved["old_field"] = 1
+    assert config_differences(saved, cfg) == [f"lr 0.5 != {cfg.lr!r}", "unknown key 'old_field'"]
+    assert config_differences(None, cfg) == ["no readable config.json"]
+
+
+def test_is_run_folder(tmp_path):
+    d = tmp_path / "x"
+    d.mkdir()
+    assert not is_run_folder(d)
+    (d / "config.json").write_text("{}")
+    assert not is_run_folder(d)  # a config file alone could be anything
+    (d / "metrics.csv").write_text("epoch\n")
+    assert is_run_folder(d)
+
+
+def test_no_other_module_spells_a_run_file_name():
+    """The layout lives in coreaug/runfolder.py: any other module names the files through it."""
+    root = Path(coreaug.__file__).parent
+    pattern = re.compile("|".join(re.escape(f'"{name}"') for name in RUN_FILES))
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "runfolder.py":
+            continue
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#")[0]
+            # a report folder's own diagnostics.csv (coreaug report) is not a run file
+            if pattern.search(code) and "paths[" not in code:
+                offenders.append(f"{path.relative_to(root)}:{i}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_metrics_are_written_as_csv_and_strict_jsonl(tmp_path):
+    f = RunFolder(tmp_path / "m")
+    f.path.mkdir()
+    f.write_metrics([{"epoch": 1, "loss": float("nan"), "extra": 3}], ("epoch", "loss"))
+    assert (f.path / "metrics.csv").read_text().splitlines()[0] == "epoch,loss"
+    assert json.loads((f.path / "metrics.jsonl").read_text()) == {"epoch": 1, "loss": None, "extra": 3}
