@@ -175,8 +175,11 @@ def accuracy_vs_cost_figure(runs: Sequence[dict[str, Any]]):
             ax.scatter(part[cost], 100 * part["acc"], color=colours(k % 20), s=22, alpha=0.8, label=lab)
             front = pareto_front(part[cost].tolist(), part["acc"].tolist())
             ax.plot(part[cost][front], 100 * part["acc"][front], color=colours(k % 20), lw=1.2)
+    from matplotlib.ticker import NullFormatter
+
     for ax, (cost, (_, xlabel)) in zip(axes, COSTS.items()):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap on short ranges
         ax.set_xlabel(xlabel)
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
