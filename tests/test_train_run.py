@@ -220,3 +220,25 @@ def test_default_run_folder_is_fresh_and_never_overwrites(tmp_path, monkeypatch,
     assert all((tmp_path / "runs" / r / "results.json").is_file() for r in runs)
     assert _cli(*base, "--resume") == 2  # resuming needs an explicit --out
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_resume_in_the_other_loader_mode_warns_and_any_two_worker_counts_agree(tmp_path):
+    """Workers seed each item's augmentation on its own, so 1 and 2 workers train alike; in-process
+    loading draws from one per-epoch stream, so resuming across the two modes warns (like threads)."""
+    import warnings
+
+    from coreaug.train import loop, resolve_config
+
+    def cfg(workers):
+        return resolve_config("digits-quick", overrides={"model": "mlp", "epochs": 2, "fraction": 0.1, "device": "cpu",
+                                                        "diagnostics_every": 0, "threads": 1, "num_workers": workers,
+                                                        "strong_aug": "gaussian-noise"})
+
+    one = loop.train(cfg(1), tmp_path / "w1", quiet=True)
+    two = loop.train(cfg(2), tmp_path / "w2", quiet=True)
+    assert one["final_test_acc"] == two["final_test_acc"] and one["final_train_loss"] == two["final_train_loss"]
+    loop.train(cfg(0), tmp_path / "w0", quiet=True, stop_after_epoch=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop.train(cfg(1), tmp_path / "w0", quiet=True, resume=True)
+    assert any("loader workers" in str(w.message) for w in caught)

@@ -87,6 +87,19 @@ def warn_if_threads_differ(state: dict[str, Any], device: torch.device | str = "
     return True
 
 
+def warn_if_workers_differ(state: dict[str, Any], workers: int) -> bool:
+    """Warn (and return True) when a run resumes in the other loader mode than it was saved with:
+    in-process loading (0 workers) draws each epoch's augmentations from one seeded stream, loader
+    workers seed every item on its own, so the two give different (equally valid) augmentations; any
+    two worker counts above 0 give the same."""
+    saved = state.get("num_workers")
+    if saved is None or (int(saved) > 0) == (int(workers) > 0):
+        return False
+    warnings.warn(f"resuming with {workers} loader workers, but the checkpoint was written with {saved}: the run "
+                  f"continues, not bit-for-bit (pass --num-workers {saved} for identical results)", stacklevel=3)
+    return True
+
+
 def finished_results(run_dir: str | Path) -> dict[str, Any] | None:
     """``results.json`` of a completed run in ``run_dir`` (:meth:`coreaug.runfolder.RunFolder.finished_results`)."""
     from coreaug.runfolder import RunFolder

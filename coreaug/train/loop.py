@@ -38,7 +38,7 @@ from coreaug.hooks import pause_point
 from coreaug.runfolder import CHECKPOINT, RunFolder
 from coreaug.runlock import acquire_run_lock
 from coreaug.runtime import derive_seed
-from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ
+from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, warn_if_workers_differ
 from coreaug.train.config import TrainConfig, validate
 from coreaug.train.cost import cost_totals
 from coreaug.train.diagnostics import TrainingDiagnostics
@@ -264,6 +264,8 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     if tensorboard is not None:
         require_tensorboard()
     trainer = Trainer(cfg, ctx, show=show).build(bundle, views, checkpoint)
+    if checkpoint is not None:
+        warn_if_workers_differ(checkpoint, trainer.workers)
     barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
     if main:
         pause_point("run:locked")  # fault-injection tests: killed before config.json exists

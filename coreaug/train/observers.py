@@ -148,6 +148,7 @@ class CheckpointObserver(Observer):
             "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(), "rng": rng_state(),
             "subset": trainer.coreset.state_dict(), "metrics": trainer.rows,
             "forgetting": trainer.tracker.state_dict() if trainer.tracker is not None else None,
+            "num_workers": trainer.workers,  # in-process vs worker loading draw augmentations differently
         })
         pause_point("epoch:end")  # fault-injection tests: killed right after a checkpoint
 
