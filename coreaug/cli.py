@@ -125,7 +125,7 @@ class _Interrupts:
     * Afterwards the first Ctrl-C raises ``KeyboardInterrupt`` so the run releases its lock on the way out
       (any exception it turns into still ends as "interrupted", and one swallowed by a library still exits
       130); a second Ctrl-C exits at once. Files stay consistent either way: every write is atomic and a run
-      folder survives even SIGKILL (README: "Run folders that survive anything").
+      folder survives even SIGKILL (docs/reliability.md: "Run folders that survive anything").
     * As the process's own entry point (``main()`` without ``argv``: the console script, ``python -m coreaug``)
       a command that returned ends the process with ``os._exit(code)`` (stdout/stderr flushed) rather than
       through interpreter shutdown: with torch loaded that takes a while, during which Python resets SIGINT

@@ -271,7 +271,7 @@ def _interrupt(proc: subprocess.Popen) -> str:
 def test_ctrl_c_at_random_start_up_moments_is_one_line_and_the_original_command_resumes(tmp_path, capsys):
     """Ctrl-C 0.3–1.5 s after launch (importing torch, building the parser, loading data, …; seeded moments)
     and once mid-run: always exactly ``coreaug: interrupted``, exit 130 (no traceback, no C++ abort, never
-    ignored). The README's recovery — rerun the original command with ``--resume`` — then finishes every
+    ignored). The documented recovery (docs/reliability.md) — rerun the original command with ``--resume`` — then finishes every
     run equal to an uninterrupted one, whether the folder, config.json or a checkpoint existed or not."""
     import random
 

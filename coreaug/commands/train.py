@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-nonfinite", action="store_true", default=None,
                    help="keep training when the loss becomes NaN/inf (default: stop with an error)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-    g = parser.add_argument_group("spectral diagnostics (RUN_DIR/diagnostics.csv; see README)")
+    g = parser.add_argument_group("spectral diagnostics (RUN_DIR/diagnostics.csv; see docs/diagnostics.md)")
     g.add_argument("--diagnostics-every", type=int, metavar="K",
                    help="Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs "
                         "(0 = off; default: the preset's, else 0)")
