@@ -9,7 +9,9 @@ work is done.
 from __future__ import annotations
 
 import argparse
-from typing import Iterable
+import dataclasses
+import re
+from typing import Any, Iterable
 
 from coreaug.errors import ConfigError
 
@@ -46,3 +48,59 @@ def check_ranges(
 def int_list(text: str) -> list[int]:
     """Argparse ``type`` of a comma-separated list of ints, e.g. ``--milestones 100,150``."""
     return [int(v) for v in text.split(",") if v.strip()]
+
+
+def int_or_auto(text: str) -> int | str:
+    """Argparse ``type`` of flags taking a non-negative integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+_KINDS = {"float": float, "int": int, "int_list": int_list, "int_or_auto": int_or_auto}
+
+
+def config_flag_fields(*, sweep: bool = False) -> tuple[str, ...]:
+    """The TrainConfig fields that have a flag (``sweep=True``: those fixed for every run of a sweep)."""
+    from coreaug.train.config import TrainConfig
+
+    return tuple(f.name for f in dataclasses.fields(TrainConfig)
+                 if "flag" in f.metadata and (not sweep or f.metadata["flag"]["sweep"]))
+
+
+def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str],
+                     groups: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Add one ``--flag`` per TrainConfig field in ``fields``, generated from the field's metadata
+    (:func:`coreaug.train.config._flag`): help, type, metavar, choices from the registries, in the
+    metadata's argparse group (made in :data:`~coreaug.train.config.FLAG_GROUPS` order unless given in
+    ``groups``). Every flag defaults to ``None`` (= not given). Returns the groups by name."""
+    from coreaug.train.config import FLAG_GROUPS, TrainConfig, flag_choices
+
+    groups = dict(groups or {})
+    by_name = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    wanted = [by_name[name] for name in fields]
+    for key in FLAG_GROUPS:
+        if key not in groups and any(f.metadata["flag"]["group"] == key for f in wanted):
+            groups[key] = parser.add_argument_group(FLAG_GROUPS[key])
+    for f in wanted:
+        meta = f.metadata["flag"]
+        kw: dict[str, Any] = {"dest": f.name}
+        help_text = meta["help"]
+        for key in re.findall(r"\{(\w+)\}", help_text):  # a list of names read from a registry
+            help_text = help_text.replace("{" + key + "}", " | ".join(flag_choices(key)))
+        if help_text:
+            kw["help"] = help_text
+        if meta["kind"] == "switch":
+            kw.update(action="store_true", default=None)
+        else:
+            if meta["kind"] is not None:
+                kw["type"] = _KINDS[meta["kind"]]
+            if meta["metavar"] is not None:
+                kw["metavar"] = meta["metavar"]
+            if meta["choices"] is not None:
+                kw["choices"] = flag_choices(meta["choices"])
+        groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), **kw)
+    return groups

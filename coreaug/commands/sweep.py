@@ -34,15 +34,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from coreaug.commands._args import int_list
+from coreaug.commands._args import add_config_flags, config_flag_fields
 from coreaug.errors import ConfigError
 
-# TrainConfig fields set by the flag of the same name, fixed for every run of the grid
-_OVERRIDE_FLAGS: tuple[str, ...] = (
-    "dataset", "data_root", "model", "epochs", "reselect_every", "lr", "batch_size", "milestones",
-    "strong_aug", "weak_aug", "proxy", "per_class", "device", "threads", "num_workers", "label_noise",
-    "pruning", "prune_ratio", "prune_delta", "prune_keep", "prune_epsilon", "prune_c", "prune_window",
-)
+# TrainConfig fields set by the flag of the same name, fixed for every run of the grid (their metadata says so)
+_OVERRIDE_FLAGS: tuple[str, ...] = config_flag_fields(sweep=True)
 # grid keys that say where cells run, set by the flag of the same name
 _LAUNCH_FLAGS: tuple[str, ...] = ("slurm_partition", "slurm_time", "slurm_gpus")
 
@@ -72,36 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fractions", help="comma-separated subset fractions in (0, 1], e.g. 0.1,0.3")
     g.add_argument("--seeds", help="seeds: a range 0-4, a list 0,1,2 or both 0-2,7")
     g.add_argument("--out", required=True, help="sweep folder: one sub-folder per run, plus report/")
-    g = parser.add_argument_group("fixed overrides (same for every run)")
-    g.add_argument("--dataset")
-    g.add_argument("--data-root", help="dataset folder (every dataset but digits)")
-    g.add_argument("--model")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--reselect-every", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--milestones", type=int_list,
-                   help="comma-separated MultiStepLR epochs")
-    g.add_argument("--strong-aug")
-    g.add_argument("--weak-aug")
-    g.add_argument("--proxy")
-    g.add_argument("--per-class")
-    g.add_argument("--label-noise", type=float)
-    g.add_argument("--pruning", help="dynamic pruning of the full-data main set of every run (methods full, "
-                                     "full-aug, full+aug-subset): none | infobatch | ucb | epsilon-greedy; per-cell "
-                                     "pruning: grid cells (--grid vs-pruning)")
-    g.add_argument("--prune-ratio", type=float, metavar="R", help="InfoBatch r in [0, 1) (default 0.5)")
-    g.add_argument("--prune-delta", type=float, metavar="D", help="InfoBatch: share of epochs that prune, (0, 1]")
-    g.add_argument("--prune-keep", type=float, metavar="K", help="UCB/epsilon-greedy: share kept per epoch (0.7)")
-    g.add_argument("--prune-epsilon", type=float, metavar="E", help="epsilon-greedy: random share of the kept set")
-    g.add_argument("--prune-c", type=float, metavar="C", help="UCB/epsilon-greedy: score = mean + C*std (1.0)")
-    g.add_argument("--prune-window", type=int, metavar="W", help="UCB/epsilon-greedy: recent losses kept (5)")
-    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other config key (value parsed as YAML), repeatable: --set aug_weight=gamma")
+    fixed = parser.add_argument_group("fixed overrides (same for every run)")
     g = parser.add_argument_group("execution")
-    g.add_argument("--device", help="auto|cpu|cuda|cuda:N")
-    g.add_argument("--threads", type=int, help="torch CPU threads per run (default with --jobs N: max(1, cores // N))")
-    g.add_argument("--num-workers", type=int)
+    # one flag per TrainConfig field fixed for every run, generated from the field's metadata
+    add_config_flags(parser, _OVERRIDE_FLAGS, groups={"overrides": fixed, "pruning": fixed, "execution": g})
+    fixed.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other config key (value parsed as YAML), repeatable: --set aug_weight=gamma; "
+                            "per-cell settings (e.g. pruning): grid cells (--grid vs-pruning)")
     g.add_argument("--jobs", type=int, metavar="N",
                    help="run N cells at once as child processes (one GPU each where there are GPUs); with "
                         "--launcher submitit: the most jobs in flight (default: all; submitit-local: one a core)")

@@ -35,15 +35,25 @@ METHODS: tuple[str, ...] = ("full", "full-aug", "full+aug-subset", "subset-only"
 SUBSET_METHODS: tuple[str, ...] = ("full+aug-subset", "subset-only", "random+aug-subset", "subset")
 #: Methods that append strong-augmented copies.
 AUG_METHODS: tuple[str, ...] = ("full-aug", "full+aug-subset", "subset-only", "random+aug-subset")
-#: Canonical selector names (coreaug.select.registry; ``coreaug info`` lists them with their needs).
-SELECTORS: tuple[str, ...] = (
-    "coreset", "random", "maxloss", "least_confidence", "entropy", "margin", "el2n", "grand", "forgetting",
-    "kcenter", "herding", "graph_cut", "gradmatch", "craig_pb",
-)
-PROXIES: tuple[str, ...] = ("bias", "weight")
-PER_CLASS: tuple[str, ...] = ("equal-ceil", "equal", "proportional", "none")  # coreaug.select.PER_CLASS_MODES
+# Choices read from the registries that own them (never copied here):
+from coreaug.proxies import PROXY_KINDS as PROXIES  # noqa: E402
+from coreaug.select.budgets import PER_CLASS_MODES as PER_CLASS  # noqa: E402
+from coreaug.select.registry import SELECTOR_NAMES as SELECTORS  # noqa: E402 (``coreaug info`` lists their needs)
+
 AUG_WEIGHTS: tuple[str, ...] = ("one", "gamma")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")  # adamw: decoupled weight decay; momentum/nesterov unused
+
+
+def flag_choices(name: str) -> tuple[str, ...]:
+    """The choices a field's flag names in its metadata (:func:`_flag`), from the owning registry."""
+    if name == "pruning":
+        from coreaug.api.pruning import PRUNING_METHODS
+
+        return ("none", *PRUNING_METHODS)
+    if name == "diagnostics_params":
+        return ("last", "all")
+    return {"methods": METHODS, "selectors": SELECTORS, "proxies": PROXIES, "per_class": PER_CLASS,
+            "aug_weights": AUG_WEIGHTS, "optimizers": OPTIMIZERS}[name]
 
 # Fields that do not change what is computed; they are left out of the config hash so a run can be
 # resumed on another device or with another number of loader workers.
@@ -69,77 +79,138 @@ NUMERIC_FIELDS: frozenset[str] = frozenset({
 })
 
 
+def _flag(help: str, group: str = "overrides", *, kind: str | None = None, metavar: str | None = None,
+          choices: str | None = None, sweep: bool = False) -> dict[str, Any]:
+    """Field metadata from which ``coreaug train`` (and, with ``sweep=True``, ``coreaug sweep``) generate the
+    field's ``--flag`` (:func:`coreaug.commands._args.add_config_flags`): its help, its argparse group,
+    ``kind`` (``float``, ``int``, ``int_list``, ``int_or_auto``, ``switch``; default: a string), ``metavar``
+    and ``choices`` (a name of :data:`FLAG_CHOICES`, read from the registries when the parser is built)."""
+    return {"flag": {"help": help, "group": group, "kind": kind, "metavar": metavar, "choices": choices,
+                     "sweep": sweep}}
+
+
+#: Flag groups, in the order ``--help`` shows them.
+FLAG_GROUPS: dict[str, str] = {
+    "overrides": "overrides",
+    "pruning": "dynamic pruning of the full-data main set (methods full, full-aug, full+aug-subset)",
+    "execution": "execution",
+    "diagnostics": "spectral diagnostics (RUN_DIR/diagnostics.csv; see docs/diagnostics.md)",
+}
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines one training run (written resolved to ``config.json``)."""
+    """Everything that defines one training run (written resolved to ``config.json``).
+
+    Each field's metadata (:func:`_flag`) generates its command-line flag, so a new field is added here,
+    with its check in :func:`validate`, and nowhere else (its YAML key is its name)."""
 
     # data and model
-    dataset: str = "digits"
-    data_root: str | None = None
-    model: str = "cnn"
-    weights: str | None = None  # local torchvision state dict for fine-tuning (resnet18/50)
-    label_noise: float = 0.0  # symmetric label-noise rate on the training labels
+    dataset: str = field(default="digits", metadata=_flag("dataset name (see `coreaug info`)", sweep=True))
+    data_root: str | None = field(default=None, metadata=_flag("dataset folder (every dataset but digits)", sweep=True))
+    model: str = field(default="cnn", metadata=_flag(
+        "model name (see `coreaug info`), or timm:<name> / torchvision:<name>", sweep=True))
+    weights: str | None = field(default=None, metadata=_flag(
+        "local state dict to fine-tune from (resnet18/50, timm:NAME, torchvision:NAME)"))
+    label_noise: float = field(default=0.0, metadata=_flag(
+        "symmetric label-noise rate on training labels", kind="float", metavar="RATE", sweep=True))
     # extra keyword options of the dataset loader, e.g. {"train_per_class": 60, "seed": 0} for
     # caltech256 or {"use_extra": true} for svhn (set in a --config file)
     data_options: dict[str, Any] = field(default_factory=dict)
     # what to train on
-    method: str = "subset-only"
-    selector: str = "coreset"
-    fraction: float = 0.3  # subset size |S| = int(fraction · n)  (docs/paper-notes.md §3: B = int(s·n))
-    reselect_every: int = 1  # R: recompute proxies and re-select every R epochs, from epoch 0
+    method: str = field(default="subset-only", metadata=_flag("training regime: one of {methods}"))
+    selector: str = field(default="coreset", metadata=_flag("subset selector: {selectors}"))
+    # subset size |S| = int(fraction · n)  (docs/paper-notes.md §3: B = int(s·n))
+    fraction: float = field(default=0.3, metadata=_flag("subset fraction s in (0, 1]", kind="float"))
+    # R: recompute proxies and re-select every R epochs, from epoch 0
+    reselect_every: int = field(default=1, metadata=_flag("R: re-select the subset every R epochs", kind="int",
+                                                          sweep=True))
     # F in (0, 1]: each reselection runs the proxy pass on a fresh stratified random pool of F·n
-    # points and selects from it (1 = all n, the paper's protocol; see coreaug.train.subsets)
-    proxy_pool: float = 1.0
-    proxy: str = "bias"  # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (docs/paper-notes.md §3.2)
+    # points and selects from it (1 = all n, the paper's protocol; see coreaug.api.selection)
+    proxy_pool: float = field(default=1.0, metadata=_flag(
+        "proxy pass on a fresh stratified random pool of F·n points per reselection (0 < F <= 1; default 1 = all "
+        "n, the paper's protocol)", kind="float", metavar="F"))
+    # "bias": softmax(z) − onehot(y); "weight": (p − e_y) ⊗ h  (docs/paper-notes.md §3.2)
+    proxy: str = field(default="bias", metadata=_flag("gradient proxy for the coreset", choices="proxies", sweep=True))
     # per-class budgets (docs/paper-notes.md §3.3): "equal-ceil" = ceil(B/C) per class (official default; the
     # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
-    per_class: str = "equal-ceil"
-    aug_weight: str = "one"  # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
-    # dynamic pruning of a full-data main set (coreaug.api.pruning): "none", "infobatch", "ucb", "epsilon-greedy"
-    pruning: str = "none"
-    prune_ratio: float = 0.5  # InfoBatch r: below-mean-loss examples are dropped with this probability
-    prune_delta: float = 0.875  # InfoBatch δ: epochs from ceil(δ·epochs) on train on everything (annealing)
-    prune_keep: float = 0.7  # UCB / ε-greedy: share of the examples kept each epoch
-    prune_epsilon: float = 0.1  # ε-greedy: share of the kept set drawn at random
-    prune_c: float = 1.0  # UCB / ε-greedy: score = mean + c·std of the recent losses
-    prune_window: int = 5  # UCB / ε-greedy: how many recent losses per example
+    per_class: str = field(default="equal-ceil", metadata=_flag("per-class budget mode", choices="per_class",
+                                                                 sweep=True))
+    # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
+    aug_weight: str = field(default="one", metadata=_flag("loss weight of the appended strong copies",
+                                                          choices="aug_weights"))
+    # dynamic pruning of a full-data main set (coreaug.api.pruning)
+    pruning: str = field(default="none", metadata=_flag(
+        "{pruning} (InfoBatch: Qin et al. 2024; ucb, epsilon-greedy: Raju et al. 2021)", "pruning", sweep=True))
+    prune_ratio: float = field(default=0.5, metadata=_flag(
+        "InfoBatch: drop below-mean-loss examples with probability R in [0, 1) (default 0.5)", "pruning",
+        kind="float", metavar="R", sweep=True))
+    prune_delta: float = field(default=0.875, metadata=_flag(
+        "InfoBatch: prune in the first D share of the epochs, then train on all (default 0.875)", "pruning",
+        kind="float", metavar="D", sweep=True))
+    prune_keep: float = field(default=0.7, metadata=_flag("UCB/epsilon-greedy: share kept per epoch (0.7)", "pruning",
+                                                          kind="float", metavar="K", sweep=True))
+    prune_epsilon: float = field(default=0.1, metadata=_flag(
+        "epsilon-greedy: share of the kept set drawn at random (0.1)", "pruning", kind="float", metavar="E",
+        sweep=True))
+    prune_c: float = field(default=1.0, metadata=_flag("UCB/epsilon-greedy: score = mean + C*std (1.0)", "pruning",
+                                                       kind="float", metavar="C", sweep=True))
+    prune_window: int = field(default=5, metadata=_flag("UCB/epsilon-greedy: recent losses kept (5)", "pruning",
+                                                        kind="int", metavar="W", sweep=True))
     # augmentations
-    weak_aug: str = "none"
-    strong_aug: str = "randaugment"
-    aug_policy: str = "imagenet"  # AutoAugment policy
+    weak_aug: str = field(default="none", metadata=_flag("weak (in-place) augmentation", sweep=True))
+    strong_aug: str = field(default="randaugment", metadata=_flag("strong augmentation of the appended copies",
+                                                                  sweep=True))
+    aug_policy: str = field(default="imagenet", metadata=_flag("AutoAugment policy: imagenet|cifar10|svhn"))
     noise_eps: float = 0.5  # radius of the additive-noise augmentations
     image_size: int | None = None  # None: the dataset's native size
     resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
     # optimisation (docs/paper-notes.md §4 hyper-parameters)
-    optimizer: str = "sgd"  # "sgd" (momentum, nesterov, weight_decay) or "adamw" (weight_decay)
-    epochs: int = 10
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    optimizer: str = field(default="sgd", metadata=_flag(
+        "sgd (momentum, the paper's; default) or adamw (decoupled weight decay)", choices="optimizers"))
+    epochs: int = field(default=10, metadata=_flag("", kind="int", sweep=True))
+    lr: float = field(default=0.1, metadata=_flag("", kind="float", sweep=True))
+    momentum: float = field(default=0.9, metadata=_flag("", kind="float"))
+    weight_decay: float = field(default=1e-4, metadata=_flag("", kind="float"))
     nesterov: bool = False
-    batch_size: int = 128
-    milestones: list[int] = field(default_factory=list)  # MultiStepLR milestones (epochs)
+    batch_size: int = field(default=128, metadata=_flag("", kind="int", sweep=True))
+    milestones: list[int] = field(default_factory=list, metadata=_flag(
+        "comma-separated MultiStepLR epochs, e.g. 100,150", kind="int_list", sweep=True))
     lr_gamma: float = 0.1
     # execution
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
+    seed: int = field(default=0, metadata=_flag("", kind="int"))
+    device: str = field(default="auto", metadata=_flag("auto|cpu|cuda|cuda:N (default: the preset's, else auto)",
+                                                       "execution", sweep=True))
+    amp: bool = field(default=False, metadata=_flag("mixed precision on CUDA (ignored on CPU)", "execution",
+                                                    kind="switch"))
     # DataLoader workers: "auto" = 0 on CPU, min(8, available cores) on CUDA (pinned, persistent)
-    num_workers: int | str = "auto"
+    num_workers: int | str = field(default="auto", metadata=_flag(
+        "DataLoader worker processes (default auto: 0 on CPU, min(8, cores) on CUDA)", "execution",
+        kind="int_or_auto", metavar="N|auto", sweep=True))
     # torch intra-op CPU threads during the run (None: the cores this process may use, divided among
     # torchrun's local processes, unless OMP_NUM_THREADS is set; see coreaug.device.default_threads)
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata=_flag(
+        "torch intra-op CPU threads (default: the cores this process may use; on a shared machine pass e.g. "
+        "--threads 1)", "execution", kind="int", sweep=True))
     # inference batch of the proxy pass and evaluation: "auto" = 64 on CPU, 1024 on CUDA
-    eval_batch_size: int | str = "auto"
+    eval_batch_size: int | str = field(default="auto", metadata=_flag(
+        "inference batch of the proxy pass and evaluation (default auto: 64 on CPU, 1024 on CUDA)", "execution",
+        kind="int_or_auto", metavar="N|auto"))
     # keep training when the training loss becomes NaN/inf (default: stop with an error, keeping the
     # last good checkpoint); for studying divergence. Non-finite numbers are written as null in JSON.
-    allow_nonfinite: bool = False
+    allow_nonfinite: bool = field(default=False, metadata=_flag(
+        "keep training when the loss becomes NaN/inf (default: stop with an error)", "execution", kind="switch"))
     notes: str = ""
     # spectral diagnostics during training (coreaug.train.diagnostics): every K epochs (0 = off) on a
     # probe of N stratified training examples, Jacobian w.r.t. the classifier ("last") or "all" parameters
-    diagnostics_every: int = 0
-    diagnostics_probe: int = 256
-    diagnostics_params: str = "last"
+    diagnostics_every: int = field(default=0, metadata=_flag(
+        "Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs (0 = off; "
+        "default: the preset's, else 0)", "diagnostics", kind="int", metavar="K"))
+    diagnostics_probe: int = field(default=256, metadata=_flag(
+        "probe size (stratified training examples; default 256)", "diagnostics", kind="int", metavar="N"))
+    diagnostics_params: str = field(default="last", metadata=_flag(
+        "Jacobian w.r.t. the classifier (last, default: cheap) or all parameters", "diagnostics",
+        choices="diagnostics_params"))
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,48 @@
+"""One source of configuration: TrainConfig's field metadata generates the flags of `coreaug train`
+and `coreaug sweep`, with choices read from the registries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from coreaug.cli import build_parser
+from coreaug.commands._args import config_flag_fields
+from coreaug.proxies import PROXY_KINDS
+from coreaug.select.budgets import PER_CLASS_MODES
+from coreaug.select.registry import SELECTOR_NAMES
+from coreaug.train.config import TrainConfig
+
+
+def _subparser(name):
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices[name]
+
+
+def test_every_flagged_field_is_a_train_flag_that_sets_it():
+    sub = _subparser("train")
+    flagged = [f for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata]
+    assert len(flagged) == len(config_flag_fields()) >= 35
+    dests = {a.dest: a for a in sub._actions}
+    for f in flagged:
+        assert f.name in dests, f.name
+        assert dests[f.name].option_strings == ["--" + f.name.replace("_", "-")]
+        assert dests[f.name].default is None  # not given → the preset's / config file's value stays
+    args = sub.parse_args(["--prune-ratio", "0.3", "--milestones", "3,5", "--num-workers", "auto", "--amp"])
+    assert (args.prune_ratio, args.milestones, args.num_workers, args.amp) == (0.3, [3, 5], "auto", True)
+
+
+def test_choices_come_from_the_registries():
+    sub = _subparser("train")
+    dests = {a.dest: a for a in sub._actions}
+    assert tuple(dests["per_class"].choices) == tuple(PER_CLASS_MODES)
+    assert tuple(dests["proxy"].choices) == tuple(PROXY_KINDS)
+    assert all(name in dests["selector"].help for name in SELECTOR_NAMES)
+
+
+def test_sweep_flags_are_the_fields_marked_for_sweeps():
+    sub = _subparser("sweep")
+    dests = {a.dest for a in sub._actions}
+    marked = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", {}).get("sweep")}
+    assert marked == set(config_flag_fields(sweep=True)) and marked <= dests
+    assert "fraction" not in marked and "fraction" not in dests  # a grid axis (--fractions), not a fixed override
