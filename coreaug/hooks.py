@@ -21,6 +21,11 @@ _ENV_AT, _ENV_FILE, _ENV_TIMEOUT = "COREAUG_PAUSE_AT", "COREAUG_PAUSE_FILE", "CO
 _seen: dict[str, int] = {}  # per-process visit counts of the armed point (only used when armed)
 
 
+def pause_armed(name: str) -> bool:
+    """Whether ``COREAUG_PAUSE_AT`` names point ``name`` (check once, outside a hot loop)."""
+    return os.environ.get(_ENV_AT, "").partition("#")[0] == name
+
+
 def pause_point(name: str) -> None:
     """Pause here (write the PID, then sleep until killed) if ``COREAUG_PAUSE_AT`` names this point."""
     spec = os.environ.get(_ENV_AT)

@@ -46,3 +46,14 @@ def test_sweep_flags_are_the_fields_marked_for_sweeps():
     marked = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", {}).get("sweep")}
     assert marked == set(config_flag_fields(sweep=True)) and marked <= dests
     assert "fraction" not in marked and "fraction" not in dests  # a grid axis (--fractions), not a fixed override
+
+
+def test_validate_checks_and_never_changes_its_argument():
+    from coreaug.train.config import validate
+
+    cfg = TrainConfig(selector="k-center", epochs=3.0, milestones=[2.0], dataset="DIGITS")
+    before = dataclasses.asdict(cfg)
+    out = validate(cfg)
+    assert dataclasses.asdict(cfg) == before  # the argument is untouched
+    assert (out.selector, out.epochs, out.milestones, out.dataset) == ("kcenter", 3, [2], "digits")
+    assert type(out.epochs) is int and out.hash() == validate(out).hash()

@@ -276,7 +276,10 @@ def _validate_pruning(cfg: TrainConfig, number: Any) -> None:
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check every field; raise :class:`ConfigError` with a one-line message on the first problem."""
+    """Check every field; raise :class:`ConfigError` with a one-line message on the first problem.
+
+    ``cfg`` itself is never changed: the returned config is ``cfg``, or a copy with a selector alias
+    (e.g. ``"k-center"``) replaced by its canonical registry name."""
     from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
     from coreaug.data import DATASETS
     from coreaug.models import check_model_name
@@ -284,11 +287,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("dataset", str(cfg.dataset).lower(), tuple(DATASETS))
     check_model_name(str(cfg.model).lower())  # built-in names, or timm:<name> / torchvision:<name>
     _choice("method", cfg.method, METHODS)
-    if cfg.selector not in SELECTORS:  # an alias (e.g. "k-center") → its canonical registry name
+    if cfg.selector not in SELECTORS:  # an alias → its canonical registry name, on a copy
         from coreaug.select.registry import resolve_selector
 
         try:
-            cfg.selector = resolve_selector(str(cfg.selector))
+            cfg = dataclasses.replace(cfg, selector=resolve_selector(str(cfg.selector)))
         except ConfigError:
             pass  # reported just below with the usual message
     _choice("selector", cfg.selector, SELECTORS)
@@ -362,21 +365,17 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if number("diagnostics_probe", cfg.diagnostics_probe, integer=True) < 2:
         raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {cfg.diagnostics_probe!r}")
     _choice("diagnostics params", cfg.diagnostics_params, ("last", "all"))
-    cfg.diagnostics_every, cfg.diagnostics_probe = int(cfg.diagnostics_every), int(cfg.diagnostics_probe)
     for name in ("nesterov", "amp", "allow_nonfinite"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
-    # normalise types after validation (YAML may give floats for ints)
-    cfg.dataset, cfg.model = str(cfg.dataset).lower(), str(cfg.model).lower()
-    cfg.reselect_every, cfg.epochs, cfg.batch_size = int(cfg.reselect_every), int(cfg.epochs), int(cfg.batch_size)
-    if cfg.eval_batch_size != "auto":
-        cfg.eval_batch_size = int(cfg.eval_batch_size)
-    if cfg.num_workers != "auto":
-        cfg.num_workers = int(cfg.num_workers)
-    cfg.seed, cfg.proxy_pool = int(cfg.seed), float(cfg.proxy_pool)
-    cfg.fraction, cfg.lr, cfg.label_noise = float(cfg.fraction), float(cfg.lr), float(cfg.label_noise)
-    cfg.milestones = ms
-    return cfg
+    # normalised types (YAML may give floats for ints), on a copy: the caller's cfg is never changed
+    return dataclasses.replace(
+        cfg, dataset=str(cfg.dataset).lower(), model=str(cfg.model).lower(), reselect_every=int(cfg.reselect_every),
+        epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed), proxy_pool=float(cfg.proxy_pool),
+        eval_batch_size=cfg.eval_batch_size if cfg.eval_batch_size == "auto" else int(cfg.eval_batch_size),
+        num_workers=cfg.num_workers if cfg.num_workers == "auto" else int(cfg.num_workers),
+        fraction=float(cfg.fraction), lr=float(cfg.lr), label_noise=float(cfg.label_noise), milestones=ms,
+        diagnostics_every=int(cfg.diagnostics_every), diagnostics_probe=int(cfg.diagnostics_probe))
 
 
 def numeric_value(value: Any) -> Any:

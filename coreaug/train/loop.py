@@ -100,10 +100,8 @@ def prepare_data(cfg: TrainConfig) -> tuple[DataBundle, dict[str, Any]]:
     train_ds = bundle.train
     extra: dict[str, Any] = {}
     if cfg.label_noise > 0:
-        try:
-            from coreaug.data.noise import inject_symmetric_noise
-        except ImportError as exc:  # pragma: no cover - depends on another module landing
-            raise ConfigError(f"label noise is unavailable: {exc}") from None
+        from coreaug.data.noise import inject_symmetric_noise
+
         if not hasattr(train_ds, "with_targets"):
             raise ConfigError(f"dataset {cfg.dataset!r} does not support label noise (no with_targets)")
         noisy, flipped = inject_symmetric_noise(train_ds.targets, cfg.label_noise, bundle.num_classes,
