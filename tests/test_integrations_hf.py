@@ -5,8 +5,6 @@ resume restores the selection."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 
 import pytest
 import torch
@@ -143,13 +141,3 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(CoreaugError, match="dataloader_drop_last"):
         AugmentedCoresetTrainer(model=model, args=args(tmp_path, 1, dataloader_drop_last=True),
                                 coreset=make_coreset(model))
-
-
-def test_missing_transformers_is_one_line_naming_the_extra(monkeypatch):
-    for name in [m for m in sys.modules if m == "transformers" or m.startswith("transformers.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "transformers", None)
-    monkeypatch.delitem(sys.modules, "coreaug.integrations.hf")
-    with pytest.raises(CoreaugError) as err:
-        importlib.import_module("coreaug.integrations.hf")
-    assert 'pip install -e ".[hf]"' in str(err.value) and "\n" not in str(err.value)

@@ -6,7 +6,6 @@ and (slow) DDP with two CPU processes agrees on the selection and shards the epo
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import os
 import signal
@@ -186,15 +185,6 @@ def test_callback_checks_its_arguments_and_use(tmp_path):
     with pytest.raises(CoreaugError, match="callbacks="):
         next(iter(data.train_dataloader()))
 
-
-def test_missing_lightning_is_one_line_naming_the_extra(monkeypatch):
-    for name in [m for m in sys.modules if m == "lightning" or m.startswith("lightning.")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "lightning", None)
-    monkeypatch.delitem(sys.modules, "coreaug.integrations.lightning")
-    with pytest.raises(CoreaugError) as err:
-        importlib.import_module("coreaug.integrations.lightning")
-    assert 'pip install -e ".[lightning]"' in str(err.value) and "\n" not in str(err.value)
 
 
 DDP_SCRIPT = r'''

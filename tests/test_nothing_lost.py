@@ -14,21 +14,13 @@ import pytest
 import torch
 
 from coreaug.cli import main
+from test_cli_errors import _one_error_line  # noqa: E402 (one helper for one-line errors)
 from coreaug.errors import CheckpointError, ConfigError, OutputError
 from coreaug.io import load_checkpoint, save_checkpoint
 
 TRAIN = ["train", "--preset", "digits-quick", "--model", "mlp", "--epochs", "1", "--fraction", "0.1",
          "--strong-aug", "gaussian-noise", "--batch-size", "64", "--quiet", "--threads", "1",
          "--diagnostics-every", "0"]
-
-
-def _one_error_line(capsys, match: str) -> str:
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("coreaug: error: "), err
-    assert match in lines[0], lines[0]
-    return lines[0]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
