@@ -165,9 +165,8 @@ def verdicts(summary: list[dict], published: dict) -> list[str]:
         if beaten:
             out.append(f"full-aug ({pct(fa['acc_mean'])}%) is the most accurate and the slowest; its 95% interval lies "
                        f"above that of: {', '.join(beaten)}.")
-    out.append("Times are wall-clock on a shared 2-core machine (see the load below): their intervals are wide, "
-               "the speed-ups are ratios of mean times and the order of runs spreads the load over every setting. "
-               "The subset settings' time includes selection.")
+    out.append("Times are wall-clock on a shared 2-core machine (see the load below); the order of runs spreads the "
+               "load over every setting. The subset settings' time includes selection (every R = 5 epochs).")
     return out
 
 
