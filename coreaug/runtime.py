@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["derive_seed", "seed_everything", "Timer"]
+__all__ = ["derive_seed", "seed_everything", "preserved_rng", "Timer"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -29,6 +31,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block (e.g. a user's random transform called once for a check) and put torch's CPU,
+    numpy's and Python's global RNG states back afterwards, so the caller sees no draw."""
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
 
 
 class Timer:

@@ -225,3 +225,10 @@ def test_train_loop_selects_what_the_api_selects(tmp_path):
     cs = coreset_for(cfg, views["weak"], views["strong"], views["eval_train"])
     sel = cs.select(model, 0)
     assert torch.equal(sel.indices, ck["subset"]["indices"]) and torch.equal(sel.weights, ck["subset"]["weights"])
+
+
+def test_the_strong_transform_shape_check_draws_nothing_from_the_global_rng():
+    ds = _data()
+    before = _rng_states()
+    coreaug.AugmentedCoreset(ds, strong=lambda x: x + torch.randn_like(x) + float(np.random.rand()) * 0)
+    assert _same_rng(before, _rng_states())

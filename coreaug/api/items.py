@@ -205,8 +205,12 @@ def check_head(model: nn.Module, head: nn.Module | None, labels: torch.Tensor, n
 
 
 def check_strong_transform(weak: Dataset, strong: Dataset) -> None:
-    """The strong view of item 0 has the shape of its weak view (batches must stack)."""
-    x_weak, x_strong = weak[0][0], strong[0][0]
+    """The strong view of item 0 has the shape of its weak view (batches must stack). The user's
+    transforms run once here with the global RNG states put back afterwards (nothing is drawn)."""
+    from coreaug.runtime import preserved_rng
+
+    with preserved_rng():
+        x_weak, x_strong = weak[0][0], strong[0][0]
     shape_w, shape_s = getattr(x_weak, "shape", None), getattr(x_strong, "shape", None)
     if shape_w is not None and tuple(shape_w) != tuple(shape_s or ()):
         raise InputError(f"the strong transform changes the input shape {tuple(shape_w)} -> "
