@@ -33,17 +33,25 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 
-#: (name, overrides of the digits-quick preset) — the vs-pruning grid's cells
-CELLS: list[tuple[str, dict]] = [
-    ("full-aug", {"method": "full-aug"}),
-    ("infobatch-r0.3", {"method": "full-aug", "pruning": "infobatch", "prune_ratio": 0.3}),
-    ("infobatch-r0.5", {"method": "full-aug", "pruning": "infobatch", "prune_ratio": 0.5}),
-    ("ucb-keep0.7", {"method": "full-aug", "pruning": "ucb", "prune_keep": 0.7}),
-    ("random-10", {"method": "subset-only", "selector": "random", "fraction": 0.1}),
-    ("random-30", {"method": "subset-only", "selector": "random", "fraction": 0.3}),
-    ("coreset-10", {"method": "subset-only", "selector": "coreset", "fraction": 0.1}),
-    ("coreset-30", {"method": "subset-only", "selector": "coreset", "fraction": 0.3}),
-]
+def _cell_name(cell: dict) -> str:
+    """A short folder / table name of a vs-pruning cell."""
+    if cell.get("pruning") == "infobatch":
+        return f"infobatch-r{cell['prune_ratio']}"
+    if cell.get("pruning"):
+        return f"{cell['pruning']}-keep{cell['prune_keep']}"
+    if cell["method"] in ("full", "full-aug"):
+        return cell["method"]
+    return f"{cell['selector']}-{round(100 * cell['fraction'])}"
+
+
+def _cells() -> list[tuple[str, dict]]:
+    """(name, overrides of the digits-quick preset): the cells of ``coreaug sweep --grid vs-pruning`` (one definition)."""
+    from coreaug.sweep import GRID_PRESETS
+
+    return [(_cell_name(cell), dict(cell)) for cell in GRID_PRESETS["vs-pruning"]["cells"]]
+
+
+CELLS: list[tuple[str, dict]] = _cells()
 
 PUBLISHED = ("InfoBatch (Qin et al., ICLR 2024, Table 1): CIFAR-10 ResNet-18, full data 95.6%, InfoBatch r=0.5 "
              "95.6% at ~40% lower training cost. Quoted as the reference setting, not as a claim about these runs.")
