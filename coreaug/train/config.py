@@ -275,11 +275,30 @@ def _validate_pruning(cfg: TrainConfig, number: Any) -> None:
         raise ConfigError(f"prune window must be an integer >= 1, got {cfg.prune_window!r}")
 
 
-def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check every field; raise :class:`ConfigError` with a one-line message on the first problem.
+def _number(name: str, value: Any, *, integer: bool = False) -> float:
+    """``value`` as a finite float (an integer when ``integer``), else a one-line ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return float(value)
 
-    ``cfg`` itself is never changed: the returned config is ``cfg``, or a copy with a selector alias
-    (e.g. ``"k-center"``) replaced by its canonical registry name."""
+
+def _canonical_selector(cfg: TrainConfig) -> TrainConfig:
+    """``cfg``, or a copy whose selector alias (e.g. ``"k-center"``) is replaced by its registry name."""
+    if cfg.selector in SELECTORS:
+        return cfg
+    from coreaug.select.registry import resolve_selector
+
+    try:
+        return dataclasses.replace(cfg, selector=resolve_selector(str(cfg.selector)))
+    except ConfigError:
+        return cfg  # reported by _check_names with the usual message
+
+
+def _check_names(cfg: TrainConfig) -> None:
+    """Every name field is one its registry knows."""
     from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
     from coreaug.data import DATASETS
     from coreaug.models import check_model_name
@@ -287,13 +306,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("dataset", str(cfg.dataset).lower(), tuple(DATASETS))
     check_model_name(str(cfg.model).lower())  # built-in names, or timm:<name> / torchvision:<name>
     _choice("method", cfg.method, METHODS)
-    if cfg.selector not in SELECTORS:  # an alias → its canonical registry name, on a copy
-        from coreaug.select.registry import resolve_selector
-
-        try:
-            cfg = dataclasses.replace(cfg, selector=resolve_selector(str(cfg.selector)))
-        except ConfigError:
-            pass  # reported just below with the usual message
     _choice("selector", cfg.selector, SELECTORS)
     _choice("proxy", cfg.proxy, PROXIES)
     _choice("per-class budget", cfg.per_class, PER_CLASS)
@@ -305,70 +317,94 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.uses_strong_aug and cfg.strong_aug == "none":
         raise ConfigError(f"method {cfg.method!r} appends strong-augmented copies; set --strong-aug to an augmentation")
 
-    def number(name: str, value: Any, *, integer: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
-            kind = "an integer" if integer else "a number"
-            raise ConfigError(f"{name} must be {kind}, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{name} must be finite, got {value!r}")
-        return float(value)
 
-    if not 0.0 < number("fraction", cfg.fraction) <= 1.0:
+def _check_selection_and_loop(cfg: TrainConfig) -> None:
+    """Subset size, reselection, epochs, batches, loader workers, proxy pool and pruning."""
+    if not 0.0 < _number("fraction", cfg.fraction) <= 1.0:
         raise ConfigError(f"subset fraction must be in (0, 1], got {cfg.fraction!r}")
-    if number("reselect_every (R)", cfg.reselect_every, integer=True) < 1:
+    if _number("reselect_every (R)", cfg.reselect_every, integer=True) < 1:
         raise ConfigError(f"reselection interval R must be an integer >= 1, got {cfg.reselect_every!r}")
-    if number("epochs", cfg.epochs, integer=True) < 1:
+    if _number("epochs", cfg.epochs, integer=True) < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs!r}")
-    if number("batch_size", cfg.batch_size, integer=True) < 1:
+    if _number("batch_size", cfg.batch_size, integer=True) < 1:
         raise ConfigError(f"batch size must be >= 1, got {cfg.batch_size!r}")
-    if cfg.eval_batch_size != "auto" and number("eval_batch_size", cfg.eval_batch_size, integer=True) < 1:
+    if cfg.eval_batch_size != "auto" and _number("eval_batch_size", cfg.eval_batch_size, integer=True) < 1:
         raise ConfigError(f"eval batch size must be 'auto' or >= 1, got {cfg.eval_batch_size!r}")
-    if cfg.num_workers != "auto" and number("num_workers", cfg.num_workers, integer=True) < 0:
+    if cfg.num_workers != "auto" and _number("num_workers", cfg.num_workers, integer=True) < 0:
         raise ConfigError(f"num_workers must be 'auto' or >= 0, got {cfg.num_workers!r}")
-    if not 0.0 < number("proxy_pool", cfg.proxy_pool) <= 1.0:
+    if not 0.0 < _number("proxy_pool", cfg.proxy_pool) <= 1.0:
         raise ConfigError(f"proxy pool fraction must be in (0, 1], got {cfg.proxy_pool!r}")
-    _validate_pruning(cfg, number)
-    if number("lr", cfg.lr) <= 0:
+    _validate_pruning(cfg, _number)
+
+
+def _check_optimisation(cfg: TrainConfig) -> None:
+    """Learning rate, momentum, weight decay, schedule, label noise, noise radius."""
+    if _number("lr", cfg.lr) <= 0:
         raise ConfigError(f"learning rate must be > 0, got {cfg.lr!r}")
-    if not 0.0 <= number("momentum", cfg.momentum) < 1.0:
+    if not 0.0 <= _number("momentum", cfg.momentum) < 1.0:
         raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
-    if number("weight_decay", cfg.weight_decay) < 0:
+    if _number("weight_decay", cfg.weight_decay) < 0:
         raise ConfigError(f"weight decay must be >= 0, got {cfg.weight_decay!r}")
-    if not 0.0 < number("lr_gamma", cfg.lr_gamma) <= 1.0:
+    if not 0.0 < _number("lr_gamma", cfg.lr_gamma) <= 1.0:
         raise ConfigError(f"lr_gamma must be in (0, 1], got {cfg.lr_gamma!r}")
-    if not 0.0 <= number("label_noise", cfg.label_noise) < 1.0:
+    if not 0.0 <= _number("label_noise", cfg.label_noise) < 1.0:
         raise ConfigError(f"label-noise rate must be in [0, 1), got {cfg.label_noise!r}")
-    if number("noise_eps", cfg.noise_eps) <= 0:
+    if _number("noise_eps", cfg.noise_eps) <= 0:
         raise ConfigError(f"noise_eps must be > 0, got {cfg.noise_eps!r}")
+
+
+def _check_execution(cfg: TrainConfig) -> None:
+    """Seed, threads, loader options, image sizes."""
     seed = cfg.seed  # checked as an int: 2^63 - 1 is not exact as a float
     if (isinstance(seed, bool) or not isinstance(seed, (int, float))
             or (isinstance(seed, float) and not seed.is_integer()) or not 0 <= seed < 2**63):
         raise ConfigError(f"seed must be an integer in [0, 2^63), got {seed!r}")
-    if cfg.threads is not None and number("threads", cfg.threads, integer=True) > MAX_THREADS:
+    if cfg.threads is not None and _number("threads", cfg.threads, integer=True) > MAX_THREADS:
         raise ConfigError(f"threads must be in [1, {MAX_THREADS}], got {cfg.threads!r}")
     if not isinstance(cfg.data_options, dict) or not all(isinstance(k, str) for k in cfg.data_options):
         raise ConfigError(f"data_options must be a mapping of loader option names to values, got {cfg.data_options!r}")
     for name in ("image_size", "resize", "threads"):
         v = getattr(cfg, name)
-        if v is not None and number(name, v, integer=True) < 1:
+        if v is not None and _number(name, v, integer=True) < 1:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
     if cfg.image_size is not None and not _dataset_takes(cfg.dataset, "image_size"):
         raise ConfigError(f"image_size applies to image-folder datasets only; {cfg.dataset} has a fixed image size, "
                           "so remove image_size from the configuration")
+
+
+def _checked_milestones(cfg: TrainConfig) -> list[int]:
     if not isinstance(cfg.milestones, (list, tuple)):
         raise ConfigError(f"milestones must be a list of epochs, got {cfg.milestones!r}")
-    ms = [int(number("milestone", m, integer=True)) for m in cfg.milestones]
+    ms = [int(_number("milestone", m, integer=True)) for m in cfg.milestones]
     if ms != sorted(set(ms)) or any(m < 1 for m in ms):
         raise ConfigError(f"milestones must be increasing positive epochs, got {cfg.milestones!r}")
-    if number("diagnostics_every", cfg.diagnostics_every, integer=True) < 0:
+    return ms
+
+
+def _check_diagnostics_and_switches(cfg: TrainConfig) -> None:
+    if _number("diagnostics_every", cfg.diagnostics_every, integer=True) < 0:
         raise ConfigError(f"diagnostics interval K must be an integer >= 0 (0 = off), got {cfg.diagnostics_every!r}")
-    if number("diagnostics_probe", cfg.diagnostics_probe, integer=True) < 2:
+    if _number("diagnostics_probe", cfg.diagnostics_probe, integer=True) < 2:
         raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {cfg.diagnostics_probe!r}")
     _choice("diagnostics params", cfg.diagnostics_params, ("last", "all"))
     for name in ("nesterov", "amp", "allow_nonfinite"):
         if not isinstance(getattr(cfg, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
-    # normalised types (YAML may give floats for ints), on a copy: the caller's cfg is never changed
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check every field; raise :class:`ConfigError` with a one-line message on the first problem.
+
+    ``cfg`` itself is never changed: the returned config is a copy with a selector alias (e.g.
+    ``"k-center"``) replaced by its canonical registry name and the types normalised (YAML may give
+    floats for ints)."""
+    cfg = _canonical_selector(cfg)
+    _check_names(cfg)
+    _check_selection_and_loop(cfg)
+    _check_optimisation(cfg)
+    _check_execution(cfg)
+    ms = _checked_milestones(cfg)
+    _check_diagnostics_and_switches(cfg)
     return dataclasses.replace(
         cfg, dataset=str(cfg.dataset).lower(), model=str(cfg.model).lower(), reselect_every=int(cfg.reselect_every),
         epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed), proxy_pool=float(cfg.proxy_pool),
