@@ -88,14 +88,8 @@ def _param_spec(text: str):
     return names
 
 
-def run(args: argparse.Namespace) -> int:
-    import spectra
-    from coreaug.data import load_data
-    from coreaug.models import build_model, load_weights
-
-    t_start = time.time()
-    check_ranges(args, positive=("rank", "pgd_steps", "block_size"))
-    device = resolve_device(args.device)
+def _conditions(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    """The perturbations and augmentations to compare, checked (one-line ConfigError on bad input)."""
     perturbs = [p.strip() for p in args.perturb.split(",") if p.strip()]
     for p in perturbs:
         if p not in PERTURBATIONS:
@@ -108,6 +102,103 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--eps must be a positive number, got {args.eps}")
     if args.pgd_steps < 1:
         raise ConfigError(f"--pgd-steps must be >= 1, got {args.pgd_steps}")
+    return ([(f"{p}-{args.norm}-eps{args.eps:g}", {"kind": p}) for p in perturbs]
+            + [(f"augment-{a}", {"kind": "augment", "name": a}) for a in augments])
+
+
+def _check_rank(args: argparse.Namespace, num_classes: int) -> int:
+    """Top-r subspaces of the Jacobian's rows are compared for r < rows (r = rows is the whole space)."""
+    rows = args.num_examples * (1 if args.outputs == "true-class" else num_classes)
+    if args.rank is None:
+        return max(1, min(10, rows - 1))
+    if not 1 <= args.rank <= rows - 1:
+        raise ConfigError(f"--rank must be in [1, {rows - 1}] (one less than the {rows} Jacobian rows), got {args.rank}"
+                          if rows > 1 else "--rank needs at least 2 Jacobian rows: pass -n 2 or more")
+    return args.rank
+
+
+class _OnPixels(torch.nn.Module):
+    """The model applied to [0, 1] pixels (normalisation folded in), for worst-case ascent."""
+
+    def __init__(self, inner: torch.nn.Module, normalise):
+        super().__init__()
+        self.inner, self._normalise = inner, normalise
+
+    def forward(self, z):
+        return self.inner(self._normalise(z))
+
+
+def _perturbed(spec: dict, x_pix, y, model, normalise, params, bundle, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x + δ, δ)`` of one condition on [0, 1] pixels (seeded per kind)."""
+    import spectra
+
+    if spec["kind"] == "random":
+        delta = spectra.random_perturbation(x_pix, args.eps, args.norm, seed=args.seed + 1)
+        return x_pix + delta, delta
+    if spec["kind"] == "worst":
+        delta = spectra.worst_case_perturbation(
+            _OnPixels(model, normalise), x_pix, y, args.eps, args.norm, objective=args.objective,
+            steps=args.pgd_steps, params=[f"inner.{n}" for n in spectra.select_parameters(model, params)],
+            seed=args.seed + 2,
+        )
+        return x_pix + delta, delta
+    from coreaug.augment import pixel_augmentation
+
+    aug = pixel_augmentation(spec["name"], bundle.image_size)
+    res = spectra.augmentation_deltas(x_pix, lambda t: aug(t.unsqueeze(0))[0], seed=args.seed + 3)
+    return res.x_aug, res.delta
+
+
+def _clean_summary(s: torch.Tensor, rows: int) -> dict:
+    import spectra
+
+    nz = int(spectra.numerical_rank(s))
+    return {
+        "rows": rows, "numerical_rank": nz, "sigma_max": float(s[0]), "sigma_min": float(s[-1]),
+        "condition_number_rank_r": spectra.condition_number(s, rank=max(1, nz)),
+        "effective_rank": spectra.effective_rank(s), "stable_rank": spectra.stable_rank(s),
+    }
+
+
+def _condition_result(spec: dict, rep: dict, norms: dict, r: int) -> dict:
+    import spectra
+
+    return {
+        "perturbation": spec,
+        "delta_l2_mean": float(norms["l2"].mean()), "delta_l2_max": float(norms["l2"].max()),
+        "delta_linf_mean": float(norms["linf"].mean()), "delta_linf_max": float(norms["linf"].max()),
+        "in_place": rep["summary"],
+        "appended": rep["summary_stacked"],
+        "effective_rank_perturbed": spectra.effective_rank(rep["sigma_perturbed"]),
+        "effective_rank_stacked": spectra.effective_rank(rep["sigma_stacked"]),
+        "principal_angles_top_r_deg": [math.degrees(float(a)) for a in rep["principal_angles"]],
+        "rank_r": r,
+        "checks": {k: c.to_dict() for k, c in rep["checks"].items()},
+    }
+
+
+def _print_summary(results: dict[str, dict], out: Path) -> None:
+    for name, res in results.items():
+        a, b = res["in_place"], res["appended"]
+        print(f"{name}: ||delta||_2 mean {res['delta_l2_mean']:.3f}; in place: rel. change sigma_max "
+              f"{a['sigma_max_rel_change']:+.3f}, sigma_min {a['sigma_min_rel_change']:+.3f}; appended: "
+              f"sigma_max x{1 + b['sigma_max_rel_change']:.3f}, sigma_min x{1 + b['sigma_min_rel_change']:.3f}; "
+              f"top-{res['rank_r']} angle max {max(res['principal_angles_top_r_deg']):.1f} deg; "
+              f"bounds hold: {all(c['holds'] for c in res['checks'].values())}")
+    print(f"wrote {out / 'spectra.json'} and {out / 'spectra.npz'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import spectra
+    from tqdm.auto import tqdm
+
+    from coreaug.data import load_data
+    from coreaug.models import build_model, load_weights
+
+    t_start = time.time()
+    check_ranges(args, positive=("rank", "pgd_steps", "block_size"))
+    device = resolve_device(args.device)
+    conditions = _conditions(args)
     check_output_dir(args.out)
     dtype = torch.float32 if args.float32 else torch.float64
     torch.manual_seed(args.seed)
@@ -120,13 +211,7 @@ def run(args: argparse.Namespace) -> int:
     params = _param_spec(args.params)
 
     x_pix, y, index = _load_examples(bundle, args.split, args.num_examples, args.seed)
-    # top-r subspaces of the Jacobian's rows are compared for r < rows (r = rows is the whole space)
-    rows = args.num_examples * (1 if args.outputs == "true-class" else bundle.num_classes)
-    if args.rank is None:
-        args.rank = max(1, min(10, rows - 1))
-    elif not 1 <= args.rank <= rows - 1:
-        raise ConfigError(f"--rank must be in [1, {rows - 1}] (one less than the {rows} Jacobian rows), got {args.rank}"
-                          if rows > 1 else "--rank needs at least 2 Jacobian rows: pass -n 2 or more")
+    rank = args.rank = _check_rank(args, bundle.num_classes)
     x_pix, y = x_pix.to(device), y.to(device)
     mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1)
@@ -134,46 +219,13 @@ def run(args: argparse.Namespace) -> int:
     def normalise(z: torch.Tensor) -> torch.Tensor:
         return (z - mean) / std
 
-    class OnPixels(torch.nn.Module):
-        """The model applied to [0, 1] pixels (normalisation folded in), for worst-case ascent."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, z):
-            return self.inner(normalise(z))
-
     targets = y if args.outputs == "true-class" else None
-    rank = args.rank
-    conditions: list[tuple[str, dict]] = []
-    for p in perturbs:
-        conditions.append((f"{p}-{args.norm}-eps{args.eps:g}", {"kind": p}))
-    for a in augments:
-        conditions.append((f"augment-{a}", {"kind": "augment", "name": a}))
-
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(conditions), desc="spectra", unit="cond", disable=args.no_progress)
     results: dict[str, dict] = {}
     arrays: dict[str, np.ndarray] = {}
     clean_summary = None
     for name, spec in conditions:
-        if spec["kind"] == "random":
-            delta = spectra.random_perturbation(x_pix, args.eps, args.norm, seed=args.seed + 1)
-            x_new = x_pix + delta
-        elif spec["kind"] == "worst":
-            delta = spectra.worst_case_perturbation(
-                OnPixels(model), x_pix, y, args.eps, args.norm, objective=args.objective, steps=args.pgd_steps,
-                params=[f"inner.{n}" for n in spectra.select_parameters(model, params)], seed=args.seed + 2,
-            )
-            x_new = x_pix + delta
-        else:
-            from coreaug.augment import pixel_augmentation
-
-            aug = pixel_augmentation(spec["name"], bundle.image_size)
-            res = spectra.augmentation_deltas(x_pix, lambda t: aug(t.unsqueeze(0))[0], seed=args.seed + 3)
-            x_new, delta = res.x_aug, res.delta
+        x_new, delta = _perturbed(spec, x_pix, y, model, normalise, params, bundle, args)
         norms = spectra.perturbation_norms(delta)
         # joint Gram of [J(x); J(x̃)] — blockwise, J never materialised
         xx = normalise(torch.cat([x_pix, x_new]))
@@ -182,31 +234,13 @@ def run(args: argparse.Namespace) -> int:
         N = G.shape[0] // 2
         r = max(1, min(rank, N - 1))
         rep = spectra.shift_report_from_gram(G, r)
-        s, s_t, s_b = rep["sigma_clean"], rep["sigma_perturbed"], rep["sigma_stacked"]
-        nz = int(spectra.numerical_rank(s))
         if clean_summary is None:
-            clean_summary = {
-                "rows": N, "numerical_rank": nz, "sigma_max": float(s[0]), "sigma_min": float(s[-1]),
-                "condition_number_rank_r": spectra.condition_number(s, rank=max(1, nz)),
-                "effective_rank": spectra.effective_rank(s), "stable_rank": spectra.stable_rank(s),
-            }
-            arrays["sigma_clean"] = s.cpu().numpy()
-        angles = rep["principal_angles"]
-        results[name] = {
-            "perturbation": spec,
-            "delta_l2_mean": float(norms["l2"].mean()), "delta_l2_max": float(norms["l2"].max()),
-            "delta_linf_mean": float(norms["linf"].mean()), "delta_linf_max": float(norms["linf"].max()),
-            "in_place": rep["summary"],
-            "appended": rep["summary_stacked"],
-            "effective_rank_perturbed": spectra.effective_rank(s_t),
-            "effective_rank_stacked": spectra.effective_rank(s_b),
-            "principal_angles_top_r_deg": [math.degrees(float(a)) for a in angles],
-            "rank_r": r,
-            "checks": {k: c.to_dict() for k, c in rep["checks"].items()},
-        }
+            clean_summary = _clean_summary(rep["sigma_clean"], N)
+            arrays["sigma_clean"] = rep["sigma_clean"].cpu().numpy()
+        results[name] = _condition_result(spec, rep, norms, r)
         key = name.replace("-", "_").replace(".", "p")
-        arrays[f"{key}__sigma_perturbed"] = s_t.cpu().numpy()
-        arrays[f"{key}__sigma_stacked"] = s_b.cpu().numpy()
+        arrays[f"{key}__sigma_perturbed"] = rep["sigma_perturbed"].cpu().numpy()
+        arrays[f"{key}__sigma_stacked"] = rep["sigma_stacked"].cpu().numpy()
         arrays[f"{key}__relative_shift"] = rep["relative_shift"].cpu().numpy()
         arrays[f"{key}__delta_l2"] = norms["l2"].cpu().numpy()
         bar.set_postfix_str(name)
@@ -214,12 +248,12 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
 
     out = Path(args.out)
-    n_params = spectra.parameter_layout(model, params)[-1].stop
     report = {
         "command": "spectra",
         "dataset": bundle.name, "split": args.split, "model": args.model, "checkpoint": args.checkpoint,
         "num_examples": int(x_pix.shape[0]), "outputs": args.outputs, "params": args.params,
-        "num_params": n_params, "dtype": str(dtype).replace("torch.", ""), "device": str(device), "seed": args.seed,
+        "num_params": spectra.parameter_layout(model, params)[-1].stop, "dtype": str(dtype).replace("torch.", ""),
+        "device": str(device), "seed": args.seed,
         "eps": args.eps, "norm": args.norm, "eps_scale": "pixels in [0, 1], before normalisation",
         "example_indices": index.tolist(),
         "clean": clean_summary,
@@ -230,12 +264,5 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(out / "spectra.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-    for name, res in results.items():
-        a, b = res["in_place"], res["appended"]
-        print(f"{name}: ||delta||_2 mean {res['delta_l2_mean']:.3f}; in place: rel. change sigma_max "
-              f"{a['sigma_max_rel_change']:+.3f}, sigma_min {a['sigma_min_rel_change']:+.3f}; appended: "
-              f"sigma_max x{1 + b['sigma_max_rel_change']:.3f}, sigma_min x{1 + b['sigma_min_rel_change']:.3f}; "
-              f"top-{res['rank_r']} angle max {max(res['principal_angles_top_r_deg']):.1f} deg; "
-              f"bounds hold: {all(c['holds'] for c in res['checks'].values())}")
-    print(f"wrote {out / 'spectra.json'} and {out / 'spectra.npz'}")
+    _print_summary(results, out)
     return 0
