@@ -23,6 +23,7 @@ from coreaug.select.facility_location import (
     greedy_facility_location,
 )
 from coreaug.select.forgetting import ForgettingTracker
+from coreaug.select.settings import ALGORITHMS, EngineSettings, GreedyResult
 from coreaug.select.registry import (
     NEED_ARGS,
     NEEDS,
@@ -37,6 +38,9 @@ from coreaug.select.registry import (
 from coreaug.select.similarity import SIMILARITIES, SimilarityKernel
 
 __all__ = [
+    "ALGORITHMS",
+    "EngineSettings",
+    "GreedyResult",
     "Selection",
     "SELECTION_METHODS",
     "GREEDY_METHODS",

@@ -38,6 +38,13 @@ class Selection:
     def __len__(self) -> int:
         return int(self.indices.numel())
 
+    @property
+    def positions(self) -> torch.Tensor:
+        """``indices`` by the name of what they are: positions into the arrays the selector was given
+        (map them to dataset indices with ``proxies.indices[sel.positions]``; the public API's
+        :class:`coreaug.api.CoresetSelection` holds dataset indices)."""
+        return self.indices
+
     def __eq__(self, other: object) -> bool:
         """Same indices and same weights (``info`` is ignored)."""
         if not isinstance(other, Selection):

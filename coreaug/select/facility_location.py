@@ -60,6 +60,7 @@ from coreaug.select.engine import (
     runs_compiled,
 )
 from coreaug.select.locality import locality_order
+from coreaug.select.settings import EngineSettings, GreedyResult, greedy_rule
 from coreaug.select.similarity import (
     DEFAULT_CHUNK_BYTES,
     DEFAULT_MEMORY_BUDGET,
@@ -181,12 +182,12 @@ def greedy_facility_location(
     force_dense: bool | None = None,
     threads: int | None = 1,
     knn: int | None = None,
-) -> dict[str, Any]:
+) -> GreedyResult:
     """Greedy facility location on one ground set (no classes, no validation of ``features``).
 
-    Returns a dict with ``order`` (LongTensor of picks in greedy order, on CPU), ``counts``
-    (cluster size of each pick, same order: points whose most similar pick it is; ties → the
-    earlier pick), ``objective`` (F(S) as a float) and ``dense`` (whether the n×n matrix was held).
+    Returns a :class:`~coreaug.select.settings.GreedyResult`: ``order`` (picks in greedy order, on
+    CPU), ``counts`` (cluster size of each pick, same order: points whose most similar pick it is;
+    ties → the earlier pick), ``objective`` (F(S)) and ``dense`` (whether the n×n matrix was held).
     ``threads`` applies to the greedy loops only (see :func:`cpu_threads`). ``greedy`` and ``knn``
     as in :func:`facility_location` (``force_dense=False`` selects the streamed engine).
     """
@@ -206,7 +207,7 @@ def greedy_facility_location(
                 memory_budget=memory_budget if dense else -1, batch_bytes=max(memory_budget, n * n * itemsize),
                 chunk_bytes=chunk_bytes, threads=threads,
             )
-        return {"order": order, "counts": counts, "objective": obj, "dense": dense and knn is None, "evaluations": None}
+        return GreedyResult(order, counts, obj, dense and knn is None, None)
     kernel = SimilarityKernel(
         features, similarity, memory_budget=memory_budget, chunk_bytes=chunk_bytes, force_dense=force_dense
     )
@@ -224,13 +225,8 @@ def greedy_facility_location(
         sel = torch.tensor(order, dtype=torch.long, device=kernel.device)
         assign, _ = kernel.assign(sel)
         counts = torch.bincount(assign, minlength=k)
-    return {
-        "order": sel.cpu(),
-        "counts": counts.cpu(),
-        "objective": float(cur.double().sum()),
-        "dense": kernel.dense,
-        "evaluations": getattr(kernel, "last_evaluations", None),
-    }
+    return GreedyResult(sel.cpu(), counts.cpu(), float(cur.double().sum()), kernel.dense,
+                        getattr(kernel, "last_evaluations", None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,8 +272,15 @@ def facility_location(
     threads: int | None = 1,
     batch_bytes: int | None = None,
     knn: int | None = None,
+    algorithm: str | None = None,
+    engine: EngineSettings | None = None,
 ) -> Selection:
     """Per-class facility-location coreset with cluster-size weights.
+
+    The optimiser and the engine can be given apart (:mod:`coreaug.select.settings`):
+    ``algorithm`` (``exact``, ``lazy``, ``naive``, ``stochastic``) and ``engine=EngineSettings(...)``
+    (step rule, memory budget, tiles, threads, dtype); they replace ``greedy`` and the engine keywords
+    below, which stay for existing callers (giving both is an error).
 
     Args:
         features: ``(n, d)`` finite gradient proxies (e.g. :func:`coreaug.proxies.compute_proxies`).
@@ -350,6 +353,14 @@ def facility_location(
     :class:`Selection` always holds CPU tensors. ``select("coreset", ..., device=torch.device("cuda"))``
     forwards ``device`` here.
     """
+    if algorithm is not None or engine is not None:
+        if greedy != "auto":
+            raise SelectionError("pass either greedy= or algorithm=/engine=, not both")
+        greedy = greedy_rule(algorithm or "exact", engine)
+        if engine is not None:
+            ek = engine.keywords()
+            memory_budget, chunk_bytes, batch_bytes = ek["memory_budget"], ek["chunk_bytes"], ek["batch_bytes"]
+            threads, dtype, lazy_batch = ek["threads"], ek["dtype"], ek["lazy_batch"]
     x = as_features(features)
     y = as_labels(labels, n=x.shape[0], num_classes=num_classes)
     if per_class not in PER_CLASS_MODES:
