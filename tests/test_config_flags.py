@@ -57,3 +57,21 @@ def test_validate_checks_and_never_changes_its_argument():
     assert dataclasses.asdict(cfg) == before  # the argument is untouched
     assert (out.selector, out.epochs, out.milestones, out.dataset) == ("kcenter", 3, [2], "digits")
     assert type(out.epochs) is int and out.hash() == validate(out).hash()
+
+
+def test_validation_runs_once_unless_the_config_changed(monkeypatch):
+    from coreaug.train import config
+
+    calls = []
+    real = config._check_names
+    monkeypatch.setattr(config, "_check_names", lambda cfg: (calls.append(1), real(cfg))[1])
+    cfg = config.validate(TrainConfig())
+    assert config.validate(cfg) is cfg and len(calls) == 1  # resolve_config, then train(): checked once
+    cfg.lr = -1.0  # changed after validation: checked again, and refused
+    import pytest
+
+    from coreaug.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="learning rate must be > 0"):
+        config.validate(cfg)
+    assert len(calls) == 2

@@ -398,6 +398,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     ``cfg`` itself is never changed: the returned config is a copy with a selector alias (e.g.
     ``"k-center"``) replaced by its canonical registry name and the types normalised (YAML may give
     floats for ints)."""
+    if is_validated(cfg):
+        return cfg  # validated before and unchanged since: once is enough
     cfg = _canonical_selector(cfg)
     _check_names(cfg)
     _check_selection_and_loop(cfg)
@@ -405,13 +407,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _check_execution(cfg)
     ms = _checked_milestones(cfg)
     _check_diagnostics_and_switches(cfg)
-    return dataclasses.replace(
+    out = dataclasses.replace(
         cfg, dataset=str(cfg.dataset).lower(), model=str(cfg.model).lower(), reselect_every=int(cfg.reselect_every),
         epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed), proxy_pool=float(cfg.proxy_pool),
         eval_batch_size=cfg.eval_batch_size if cfg.eval_batch_size == "auto" else int(cfg.eval_batch_size),
         num_workers=cfg.num_workers if cfg.num_workers == "auto" else int(cfg.num_workers),
         fraction=float(cfg.fraction), lr=float(cfg.lr), label_noise=float(cfg.label_noise), milestones=ms,
         diagnostics_every=int(cfg.diagnostics_every), diagnostics_probe=int(cfg.diagnostics_probe))
+    out._validated_as = dataclasses.asdict(out)  # not a field: not in config.json, the hash or equality
+    return out
+
+
+def is_validated(cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` came out of :func:`validate` and no field changed since."""
+    return getattr(cfg, "_validated_as", None) == dataclasses.asdict(cfg)
 
 
 def numeric_value(value: Any) -> Any:
