@@ -262,6 +262,8 @@ FAKE_PYTHON = textwrap.dedent("""\
         if "maxloss" in name:
             print("boom", file=sys.stderr, flush=True)
             sys.exit(3)
+        if "el2n" in name:  # keeps the other slot busy, so the next cell goes to the crashed slot's new process
+            time.sleep(5)
         end = time.monotonic() + 60
         while len(list(log.glob("*.json"))) < {n} and time.monotonic() < end:
             time.sleep(0.05)
