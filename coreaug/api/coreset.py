@@ -136,7 +136,6 @@ class AugmentedCoreset:
         if regime not in REGIMES:
             raise ConfigError(f"unknown regime {regime!r}; choose one of: {', '.join(REGIMES)}")
         self.spec = get_selector(selector)
-        check_fraction(fraction)
         if isinstance(reselect_every, bool) or not isinstance(reselect_every, int) or reselect_every < 1:
             raise ConfigError(f"reselect_every must be an int >= 1, got {reselect_every!r}")
         if per_class not in PER_CLASS_MODES:
@@ -156,6 +155,7 @@ class AugmentedCoreset:
         self.proxy_view = self.weak_view if proxy_dataset is None else \
             IndexedView.wrap(proxy_dataset, items=items, transform=transform)
         self.n = len(self.weak_view)
+        check_fraction(fraction, self.n)
         for name, view in (("strong", self.strong_view), ("proxy_dataset", self.proxy_view)):
             if view is not None and len(view) != self.n:
                 raise InputError(f"{name} has {len(view)} items but dataset has {self.n}; they must be aligned")

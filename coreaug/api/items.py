@@ -169,16 +169,14 @@ def dataset_labels(view: Dataset, *, num_classes: int | None = None) -> torch.Te
     return labels
 
 
-def check_fraction(fraction: Any) -> None:
-    """``fraction`` is a float in (0, 1] or a positive int budget."""
+def check_fraction(fraction: Any, n: int) -> None:
+    """``fraction`` is a float in (0, 1] or an int budget in [1, n] (the selectors' own rule,
+    :func:`coreaug.select.base.resolve_total_budget`; per-class lists are not taken here)."""
+    from coreaug.select.base import resolve_total_budget
+
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
         raise SelectionError(f"fraction must be a float in (0, 1] (or an int budget), got {fraction!r}")
-    if isinstance(fraction, numbers.Integral):
-        if int(fraction) < 1:
-            raise SelectionError(f"an int budget must be at least 1, got {fraction}")
-        return
-    if not 0.0 < float(fraction) <= 1.0:
-        raise SelectionError(f"fraction must lie in (0, 1], got {fraction}")
+    resolve_total_budget(fraction, n)
 
 
 def check_head(model: nn.Module, head: nn.Module | None, labels: torch.Tensor, num_classes: int | None = None

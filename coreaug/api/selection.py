@@ -350,8 +350,8 @@ def select_coreset(
     """
     from coreaug.api.items import IndexedView, check_fraction, check_head, dataset_labels
 
-    check_fraction(fraction)
     view = IndexedView.wrap(dataset, items=items, transform=transform)
+    check_fraction(fraction, len(view))
     labels = dataset_labels(view, num_classes=num_classes)
     if model is not None:
         check_head(model, head, labels, num_classes)
