@@ -60,11 +60,12 @@ _SEED_LOADER = 3
 class EpochLoader:
     """One epoch's batches ``(x, y, w)`` (or ``(x, y, w, index, is_strong)`` with ``with_index=True``).
 
-    ``len()`` is the number of batches; ``sampler.set_epoch`` has been called under DDP.
+    ``len()`` is the number of batches; ``sampler.set_epoch`` has been called under DDP; ``plan`` is the
+    epoch's composition (:class:`~coreaug.api.epoch.EpochPlan`) the batches are drawn from.
     """
 
-    def __init__(self, batches: Any, with_index: bool):
-        self._batches, self._with_index = batches, with_index
+    def __init__(self, batches: Any, with_index: bool, plan: EpochPlan):
+        self._batches, self._with_index, self.plan = batches, with_index, plan
 
     def __len__(self) -> int:
         return len(self._batches)
@@ -370,11 +371,11 @@ class AugmentedCoreset:
                 self._persistent[key] = PersistentEpochLoader(
                     self.weak_view, self.strong_view or self.weak_view, self.n, batch_size=batch_size,
                     num_workers=num_workers, pin_memory=pin_memory, distributed=dist_on, rank=rank, world_size=world)
-            return EpochLoader(self._persistent[key].epoch(plan, seed=seed, epoch=epoch), with_index)
+            return EpochLoader(self._persistent[key].epoch(plan, seed=seed, epoch=epoch), with_index, plan)
         data = EpochDataset.from_plan(plan, self.weak_view, self.strong_view or self.weak_view)
         return EpochLoader(make_loader(data, batch_size=batch_size, seed=seed, distributed=dist_on, rank=rank,
                                        world_size=world, epoch=epoch, pin_memory=pin_memory, shuffle=shuffle),
-                           with_index)
+                           with_index, plan)
 
     def _check_epoch(self, epoch: int) -> None:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:

@@ -100,13 +100,6 @@ def warn_if_workers_differ(state: dict[str, Any], workers: int) -> bool:
     return True
 
 
-def finished_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """``results.json`` of a completed run in ``run_dir`` (:meth:`coreaug.runfolder.RunFolder.finished_results`)."""
-    from coreaug.runfolder import RunFolder
-
-    return RunFolder(run_dir).finished_results()
-
-
 def read_checkpoint(run_dir: str | Path, *, config_hash: str) -> dict[str, Any]:
     """Load ``run_dir/checkpoint.pt`` and check it was written by the same configuration."""
     path = Path(run_dir) / CHECKPOINT_NAME

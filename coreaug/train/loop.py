@@ -36,7 +36,6 @@ from coreaug.distributed import DistContext, barrier, broadcast_object, cleanup,
 from coreaug.errors import ConfigError, CoreaugError, RunFolderBusyError
 from coreaug.hooks import pause_point
 from coreaug.runfolder import CHECKPOINT, RunFolder
-from coreaug.runlock import acquire_run_lock
 from coreaug.runtime import derive_seed
 from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, warn_if_workers_differ
 from coreaug.train.config import TrainConfig, validate
@@ -132,7 +131,7 @@ def _locked_run_folder(out: Path, ctx: DistContext):
     lock, failure = None, None
     if ctx.is_main:
         try:
-            lock = acquire_run_lock(out)
+            lock = RunFolder(out).lock()
         except CoreaugError as exc:
             failure = exc
     info = broadcast_object({"error": None if failure is None else str(failure),

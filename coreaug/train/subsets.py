@@ -36,10 +36,6 @@ class SubsetState:
             "random_main": None if self.random_main is None else self.random_main.cpu(), "epoch": self.epoch,
         }
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "SubsetState":
-        return cls(d["indices"], d["weights"], d["random_main"], int(d["epoch"]))
-
 
 def needs_reselection(epoch: int, every: int) -> bool:
     """True at epochs 0, R, 2R, … (docs/paper-notes.md §5.2)."""

@@ -157,7 +157,7 @@ class Trainer:
         sel_time, reselected = self._select(epoch)
         loader = coreset.loader(self.raw_model, epoch, batch_size=cfg.batch_size, num_workers=self.workers,
                                 pin_memory=device.type == "cuda", with_index=True, ctx=self.ctx)
-        plan = coreset.plan(epoch)
+        plan = loader.plan  # the composition the loader draws from (pruning decided once per epoch)
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
