@@ -21,30 +21,35 @@ def unpaid_selection_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def cost_sections(runs: Sequence[dict[str, Any]]) -> str:
-    """Markdown appended to a summary: the matched-cost table and the runs whose selection did not pay."""
+def cost_sections(runs: Sequence[dict[str, Any]], frame: Any = None) -> str:
+    """Markdown appended to a summary: the matched-cost table (``frame``: an already computed
+    :func:`~coreaug.report.matched_cost.matched_cost_frame` of ``runs``) and the runs whose selection
+    did not pay."""
     from coreaug.report.matched_cost import has_cost, matched_cost_frame, matched_cost_markdown
 
     if not any(has_cost(r) for r in runs):
         return ""
-    text = "\n## Accuracy at matched cost\n\n" + matched_cost_markdown(matched_cost_frame(runs))
+    frame = matched_cost_frame(runs) if frame is None else frame
+    text = "\n## Accuracy at matched cost\n\n" + matched_cost_markdown(frame)
     unpaid = unpaid_selection_lines(runs)
     if unpaid:
         text += "\n## Selection that did not pay\n\n" + "\n".join(unpaid) + "\n"
     return text
 
 
-def write_cost_report(runs: Sequence[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """``matched_cost.csv`` and ``accuracy_vs_cost.png`` when any run recorded its cost."""
+def write_cost_report(runs: Sequence[dict[str, Any]], out: Path) -> tuple[dict[str, Path], str]:
+    """``matched_cost.csv`` and ``accuracy_vs_cost.png`` when any run recorded its cost, and the
+    summary's cost sections (:func:`cost_sections`), from one matched-cost frame."""
     import matplotlib.pyplot as plt
 
     from coreaug.report.matched_cost import accuracy_vs_cost_figure, has_cost, matched_cost_frame
 
     if not any(has_cost(r) for r in runs):
-        return {}
+        return {}, ""
+    frame = matched_cost_frame(runs)
     paths = {"matched_cost_csv": out / "matched_cost.csv", "cost_png": out / "accuracy_vs_cost.png"}
-    write_text_atomic(paths["matched_cost_csv"], matched_cost_frame(runs).to_csv(index=False))
+    write_text_atomic(paths["matched_cost_csv"], frame.to_csv(index=False))
     fig = accuracy_vs_cost_figure(runs)
     write_figure_atomic(fig, paths["cost_png"], dpi=110)
     plt.close(fig)
-    return paths
+    return paths, cost_sections(runs, frame)

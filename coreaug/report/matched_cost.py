@@ -40,11 +40,10 @@ def has_cost(run: dict[str, Any]) -> bool:
 
 def method_label(results: dict[str, Any], config: dict[str, Any] | None = None) -> str:
     """``method[ selector f%][ + pruning setting]``, e.g. ``full-aug + infobatch r=0.5``."""
+    from coreaug.report.plots import run_label
     from coreaug.report.tables import pruning_label
 
-    label = str(results.get("method"))
-    if results.get("selector"):
-        label += f" {results['selector']} {100 * float(results.get('fraction') or 1.0):.0f}%"
+    label = run_label({"results": results})
     pruning = pruning_label(config or {})
     return label if pruning == "-" else f"{label} + {pruning}"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from coreaug.io import write_figure_atomic, write_text_atomic
-from coreaug.report.cost import cost_sections, write_cost_report
+from coreaug.report.cost import write_cost_report
 from coreaug.report.plots import (
     diagnostics_figure, diagnostics_frame, plot_accuracy_vs_time, selector_accuracy_figure,
 )
@@ -28,9 +28,10 @@ def write_report(run_dirs: Iterable[str | Path], out_dir: str | Path) -> dict[st
              "png": out / "accuracy_vs_time.png"}
     write_text_atomic(paths["runs"], df.to_csv(index=False))
     write_text_atomic(paths["csv"], summary.to_csv(index=False))
-    write_text_atomic(paths["md"], markdown_table(summary) + cost_sections(runs))
+    cost_paths, cost_md = write_cost_report(runs, out)
+    write_text_atomic(paths["md"], markdown_table(summary) + cost_md)
     plot_accuracy_vs_time(runs, paths["png"])
-    paths.update(write_cost_report(runs, out))
+    paths.update(cost_paths)
     diag = diagnostics_frame(runs)
     if not diag.empty:
         import matplotlib.pyplot as plt
@@ -59,10 +60,11 @@ def write_stats_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *, l
              "png": out / "accuracy_vs_time.png", "selectors_png": out / "selector_accuracy.png"}
     write_text_atomic(paths["runs"], df.to_csv(index=False))
     write_text_atomic(paths["csv"], summary.to_csv(index=False))
+    cost_paths, cost_md = write_cost_report(runs, out)
     write_text_atomic(paths["md"], stats_markdown_table(summary, alpha=alpha) + "\n" + stats_notes(summary, alpha=alpha)
-                      + cost_sections(runs))
+                      + cost_md)
     plot_accuracy_vs_time(runs, paths["png"])
-    paths.update(write_cost_report(runs, out))
+    paths.update(cost_paths)
     fig = selector_accuracy_figure(summary)
     write_figure_atomic(fig, paths["selectors_png"], dpi=110)
     plt.close(fig)
