@@ -38,7 +38,6 @@ except ImportError:  # pragma: no cover - Windows
 
 LOCK_NAME = ".coreaug.lock"
 
-_held: dict[str, "RunLock"] = {}  # realpath -> the lock this process holds (re-entrancy)
 
 
 class RunLock:
@@ -55,6 +54,8 @@ class RunLock:
     lock_name = LOCK_NAME
     what = "run folder"  # how errors name the folder
     holder = "run"  # how errors name the other process
+    #: realpath -> the lock of this class this process holds (re-entrancy); one registry per class
+    _registry: dict[str, "RunLock"] = {}
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -75,7 +76,7 @@ class RunLock:
         self._depth -= 1
         if self._depth > 0:
             return
-        _held.pop(self._key, None)
+        self._registry.pop(self._key, None)
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)  # still holding the lock: a waiter that opened it re-checks the inode
@@ -172,26 +173,24 @@ def acquire_run_lock(folder: str | os.PathLike) -> RunLock:
         RunFolderBusyError: another live process holds it (the message names the folder and its PID).
         OutputError: the folder cannot be created or written (a file in the way, no permission, …).
     """
-    return _acquire_reentrant(RunLock, folder, _held, os.path.realpath(folder))
+    return _acquire_reentrant(RunLock, folder)
 
 
-def _acquire_reentrant(cls: type, folder: str | os.PathLike, held: dict, key: str):
+def _acquire_reentrant(cls: type[RunLock], folder: str | os.PathLike):
     """One hold more on ``cls``'s lock of ``folder``: taken from the OS on the first hold of this
-    process, counted after that (``held`` maps ``key`` to the lock this process holds)."""
-    lock = held.get(key)
+    process, counted after that (in ``cls._registry``, by the folder's real path)."""
+    key = os.path.realpath(folder)
+    lock = cls._registry.get(key)
     if lock is None:
         lock = cls(Path(folder))
         lock._acquire()
         lock._key = key
-        held[key] = lock
+        cls._registry[key] = lock
     lock._depth += 1
     return lock
 
 
 SWEEP_LOCK_NAME = ".coreaug-sweep.lock"
-
-_held_sweeps: dict[str, "SweepLock"] = {}  # realpath -> the sweep lock this process holds
-
 
 class SweepLock(RunLock):
     """The lock of a sweep folder (``OUT/.coreaug-sweep.lock``): one ``coreaug sweep`` writes into ``OUT`` at a time.
@@ -202,12 +201,7 @@ class SweepLock(RunLock):
     lock_name = SWEEP_LOCK_NAME
     what = "sweep folder"
     holder = "sweep"
-
-    def release(self) -> None:
-        """Release one hold; the last one unlocks (see :meth:`RunLock.release`)."""
-        if self._depth == 1:
-            _held_sweeps.pop(self._key, None)
-        super().release()
+    _registry: dict[str, "RunLock"] = {}  # apart from the run locks' (a sweep may also be a run's folder)
 
     def _remove_stale(self) -> list[str]:
         return []  # OUT's own files are a report's; a live `coreaug report --out OUT` may be writing them
@@ -224,8 +218,7 @@ def acquire_sweep_lock(folder: str | os.PathLike) -> SweepLock:
         RunFolderBusyError: another live sweep holds it (the message names the folder and its PID).
         OutputError: the folder cannot be created or written.
     """
-    # "sweep:" keeps its key apart from _held's, which RunLock.release pops
-    return _acquire_reentrant(SweepLock, folder, _held_sweeps, "sweep:" + os.path.realpath(folder))
+    return _acquire_reentrant(SweepLock, folder)
 
 
 def is_run_file(name: str) -> bool:

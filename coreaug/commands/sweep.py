@@ -39,8 +39,6 @@ from coreaug.errors import ConfigError
 
 # TrainConfig fields set by the flag of the same name, fixed for every run of the grid (their metadata says so)
 _OVERRIDE_FLAGS: tuple[str, ...] = config_flag_fields(sweep=True)
-# grid keys that say where cells run, set by the flag of the same name
-_LAUNCH_FLAGS: tuple[str, ...] = ("slurm_partition", "slurm_time", "slurm_gpus")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,13 +106,13 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from coreaug.runlock import acquire_sweep_lock
-    from coreaug.sweep import build_grid, expand_grid, load_note, plan_sweep
+    from coreaug.sweep import LAUNCH_KEYS, build_grid, expand_grid, load_note, plan_sweep
 
     overrides = {field: getattr(args, field) for field in _OVERRIDE_FLAGS}
     overrides.update(_parse_set(args.set))
     spec = build_grid(args.grid, args.grid_file, preset=args.preset, config=args.config, methods=args.methods,
                       selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides,
-                      **{k: getattr(args, k) for k in _LAUNCH_FLAGS})
+                      **{k: getattr(args, k) for k in LAUNCH_KEYS})  # set by the flag of the same name
     out = Path(args.out)
     expand_grid(spec)  # bad grids (e.g. two points sharing a folder) fail before anything is created
     launcher = _launcher(args, spec, out)  # bad --jobs / --launcher too
@@ -125,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     # before the cells are looked at, so the plan sees no other sweep's half-written cells.
     with acquire_sweep_lock(out):
         planned = plan_sweep(spec, out)
-        print(_headline(spec, out, planned) + (f"; {load_note()}" if load_note() else ""), flush=True)
+        note = load_note()
+        print(_headline(spec, out, planned) + (f"; {note}" if note else ""), flush=True)
         return _run_and_report(args, out, planned, launcher)
 
 
