@@ -293,6 +293,8 @@ class RunPoint:
     fraction: float | None
     seed: int
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: the resolved config, kept from when the point was made (not part of the point's identity)
+    cfg: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def axis_overrides(self) -> dict[str, Any]:
         d: dict[str, Any] = {"method": self.method, "seed": self.seed}
@@ -378,8 +380,9 @@ def _product_point(spec: GridSpec, method: str, selector: str | None, fraction: 
                    seed: int) -> RunPoint:
     """A point of the methods × selectors × fractions product (named with its pruning, if the overrides set one)."""
     point = RunPoint(run_name(method, selector, fraction, seed), method, selector, fraction, seed)
-    tag = pruning_label(resolve_point(spec, point))
-    return replace(point, name=run_name(method, selector, fraction, seed, [tag])) if tag else point
+    cfg = resolve_point(spec, point)
+    tag = pruning_label(cfg)
+    return replace(point, name=run_name(method, selector, fraction, seed, [tag]) if tag else point.name, cfg=cfg)
 
 
 def _cell_point(spec: GridSpec, index: int, cell: Mapping[str, Any], seed: int) -> RunPoint:
@@ -397,7 +400,8 @@ def _cell_point(spec: GridSpec, index: int, cell: Mapping[str, Any], seed: int) 
     extra = {k: v for k, v in cell.items() if k not in ("method", "selector", "fraction")}
     tags = [t for t in [pruning_label(cfg)] if t]
     tags += [f"{k}-{value_label(v)}" for k, v in sorted(extra.items()) if k not in _NAMED_KEYS]
-    return RunPoint(run_name(cfg.method, selector, fraction, seed, tags), cfg.method, selector, fraction, seed, extra)
+    return RunPoint(run_name(cfg.method, selector, fraction, seed, tags), cfg.method, selector, fraction, seed, extra,
+                    cfg)
 
 
 def _cell_text(cell: Mapping[str, Any]) -> str:
@@ -415,9 +419,12 @@ def _check_names_unique(points: Sequence[RunPoint]) -> None:
 
 
 def resolve_point(spec: GridSpec, point: RunPoint):
-    """The validated :class:`~coreaug.train.config.TrainConfig` of one grid point."""
+    """The validated :class:`~coreaug.train.config.TrainConfig` of one grid point (the one
+    :func:`expand_grid` resolved, when the point came from there)."""
     from coreaug.train import resolve_config
 
+    if point.cfg is not None:
+        return point.cfg
     return resolve_config(spec.preset, spec.config, {**spec.overrides, **point.axis_overrides()})
 
 
@@ -506,7 +513,7 @@ def _conflict(point: RunPoint, cfg: Any, d: Path, what: str, why: Sequence[str])
 def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     """Resolve the point's config and decide: run, skip (completed), resume, or conflict.
 
-    The rules are those of ``coreaug train --resume`` (``coreaug/train/loop.py:_check_run_dir``), checked
+    The rules are those of ``coreaug train --resume`` (:meth:`coreaug.runfolder.RunFolder.start_mode`), checked
     here before anything runs: a checkpoint resumes; without one, a folder with ``config.json`` starts over
     at epoch 0 with it (whatever else the killed run left: metrics, diagnostics); a folder with other files
     but no ``config.json`` is not ours. A completed run is skipped only when its ``config.json`` and its
@@ -540,12 +547,13 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     return PlannedRun(point, cfg, d, "run", "")
 
 
-def plan_sweep(spec: GridSpec, out: str | Path) -> list[PlannedRun]:
-    """:func:`plan_run` for every grid point (validates every config before anything runs)."""
+def plan_sweep(spec: GridSpec, out: str | Path, points: Sequence[RunPoint] | None = None) -> list[PlannedRun]:
+    """:func:`plan_run` for every grid point (validates every config before anything runs); ``points``:
+    the grid's :func:`expand_grid`, when the caller has it already."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep output {out} exists and is not a folder")
-    return [plan_run(spec, p, out) for p in expand_grid(spec)]
+    return [plan_run(spec, p, out) for p in (expand_grid(spec) if points is None else points)]
 
 
 @dataclass

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                       selectors=args.selectors, fractions=args.fractions, seeds=args.seeds, overrides=overrides,
                       **{k: getattr(args, k) for k in LAUNCH_KEYS})  # set by the flag of the same name
     out = Path(args.out)
-    expand_grid(spec)  # bad grids (e.g. two points sharing a folder) fail before anything is created
+    points = expand_grid(spec)  # bad grids (e.g. two points sharing a folder) fail before anything is created
     launcher = _launcher(args, spec, out)  # bad --jobs / --launcher too
     _check_out(out, report=not args.no_report)
     if args.dry_run:
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     # One sweep writes into OUT at a time: its cells, their bookkeeping and OUT/report. The lock is taken
     # before the cells are looked at, so the plan sees no other sweep's half-written cells.
     with acquire_sweep_lock(out):
-        planned = plan_sweep(spec, out)
+        planned = plan_sweep(spec, out, points)
         note = load_note()
         print(_headline(spec, out, planned) + (f"; {note}" if note else ""), flush=True)
         return _run_and_report(args, out, planned, launcher)
