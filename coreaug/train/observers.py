@@ -82,7 +82,7 @@ class ForgettingObserver(Observer):
     def on_batch_end(self, trainer: "Trainer", batch: "StepOutput") -> None:
         main = batch.view == WEAK
         self._idx.append(batch.index[main])
-        self._hit.append((batch.logits.argmax(1) == batch.y)[main.to(batch.logits.device)])  # no host sync here
+        self._hit.append(batch.hit[main.to(batch.hit.device)])  # no host sync here
 
     def on_train_epoch_end(self, trainer: "Trainer", epoch: int) -> None:
         idx = torch.cat(self._idx) if self._idx else torch.empty(0, dtype=torch.long)

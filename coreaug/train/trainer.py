@@ -45,6 +45,7 @@ class StepOutput:
     view: torch.Tensor
     logits: torch.Tensor
     y: torch.Tensor
+    hit: torch.Tensor  # whether each example was classified correctly (logits.argmax(1) == y)
 
 
 @dataclass
@@ -178,10 +179,11 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 loss_sum += loss.detach().double() * y.numel()
-                correct += (logits.detach().argmax(1) == y).sum()
+                hit = logits.detach().argmax(1) == y  # per example, for the accuracy and the observers
+                correct += hit.sum()
                 if pe is not None:
                     coreset.record(idx[view == WEAK], losses=pe.detach()[(view == WEAK).to(device)])
-                out = StepOutput(idx, view, logits.detach(), y)
+                out = StepOutput(idx, view, logits.detach(), y, hit)
                 for obs in self.observers:
                     obs.on_batch_end(self, out)
                 count += int(y.numel())
