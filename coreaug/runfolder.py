@@ -17,7 +17,6 @@ Two configurations are the same run when every field that enters the config hash
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -48,14 +47,14 @@ def config_differences(saved: Mapping[str, Any] | None, cfg: Any) -> list[str]:
     """How a run folder's ``config.json`` (``saved``) differs from ``cfg`` in the fields that enter the config
     hash, as ``"epochs 3 != 2"`` (saved value first). A field the saved config lacks (added to TrainConfig
     after that run) counts as its default; a saved field TrainConfig no longer has is a difference."""
-    from coreaug.train.config import _HASH_EXCLUDED, TrainConfig
+    from coreaug.train.config import _HASH_EXCLUDED, TrainConfig, config_fields
 
     if not isinstance(saved, Mapping):
         return [f"no readable {CONFIG}"]
     defaults = TrainConfig()
     mine = cfg.to_dict()
     out = []
-    for f in dataclasses.fields(TrainConfig):
+    for f in config_fields():
         if f.name in _HASH_EXCLUDED:
             continue
         theirs = saved[f.name] if f.name in saved else getattr(defaults, f.name)

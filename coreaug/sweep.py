@@ -231,14 +231,12 @@ class GridSpec:
 
     def normalized(self) -> "GridSpec":
         """Parse/validate every axis (strings allowed) → a new GridSpec; raise ConfigError on bad input."""
-        from coreaug.train.config import FIELD_NAMES
+        from coreaug.train.config import flat_values
 
         if not isinstance(self.overrides, Mapping):
             raise ConfigError(f"grid overrides must be a mapping of config keys to values, got {self.overrides!r}")
-        unknown = sorted(set(self.overrides) - FIELD_NAMES)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))} in grid overrides")
-        axes = sorted(set(self.overrides) & AXIS_FIELDS)
+        overrides = flat_values(self.overrides, "grid overrides")  # flat keys, or group sections
+        axes = sorted(set(overrides) & AXIS_FIELDS)
         if axes:
             raise ConfigError(f"{', '.join(axes)} is a grid axis, not a fixed override: use --methods/--selectors/"
                               "--fractions/--seeds, or grid cells")
@@ -253,7 +251,7 @@ class GridSpec:
             selectors = parse_names(["coreset"] if self.selectors is None else self.selectors, "selector")
             fractions = parse_fractions([0.1] if self.fractions is None else self.fractions)
         return replace(self, methods=methods, selectors=selectors, fractions=fractions, seeds=parse_seeds(self.seeds),
-                       overrides=dict(self.overrides), cells=cells)
+                       overrides=overrides, cells=cells)
 
 
 def _unset(value: Any) -> bool:
@@ -263,7 +261,7 @@ def _unset(value: Any) -> bool:
 
 def normalize_cells(cells: Any) -> list[dict[str, Any]]:
     """Check the explicit cells of a grid: a list of mappings of config keys (not ``seed``), no two equal."""
-    from coreaug.train.config import FIELD_NAMES
+    from coreaug.train.config import flat_values
 
     if cells is None:
         return []
@@ -273,9 +271,7 @@ def normalize_cells(cells: Any) -> list[dict[str, Any]]:
     for i, cell in enumerate(cells, 1):
         if not isinstance(cell, Mapping) or not cell:
             raise ConfigError(f"grid cell {i} must be a non-empty mapping of config keys, got {cell!r}")
-        bad = sorted(set(cell) - FIELD_NAMES)
-        if bad:
-            raise ConfigError(f"unknown config key(s) {', '.join(map(repr, bad))} in grid cell {i}")
+        cell = flat_values(cell, f"grid cell {i}")  # flat keys, or group sections
         if set(cell) & _CELL_FORBIDDEN:
             raise ConfigError(f"grid cell {i} sets seed: seeds are the grid's 'seeds' axis (--seeds)")
         out.append(dict(cell))

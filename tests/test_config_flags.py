@@ -10,7 +10,7 @@ from coreaug.commands._args import config_flag_fields
 from coreaug.proxies import PROXY_KINDS
 from coreaug.select.budgets import PER_CLASS_MODES
 from coreaug.select.registry import SELECTOR_NAMES
-from coreaug.train.config import TrainConfig
+from coreaug.train.config import TrainConfig, config_fields
 
 
 def _subparser(name):
@@ -21,7 +21,7 @@ def _subparser(name):
 
 def test_every_flagged_field_is_a_train_flag_that_sets_it():
     sub = _subparser("train")
-    flagged = [f for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata]
+    flagged = [f for f in config_fields() if "flag" in f.metadata]
     assert len(flagged) == len(config_flag_fields()) >= 35
     dests = {a.dest: a for a in sub._actions}
     for f in flagged:
@@ -43,7 +43,7 @@ def test_choices_come_from_the_registries():
 def test_sweep_flags_are_the_fields_marked_for_sweeps():
     sub = _subparser("sweep")
     dests = {a.dest for a in sub._actions}
-    marked = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", {}).get("sweep")}
+    marked = {f.name for f in config_fields() if f.metadata.get("flag", {}).get("sweep")}
     assert marked == set(config_flag_fields(sweep=True)) and marked <= dests
     assert "fraction" not in marked and "fraction" not in dests  # a grid axis (--fractions), not a fixed override
 

@@ -9,7 +9,6 @@ work is done.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import re
 from typing import Any, Iterable
 
@@ -64,28 +63,28 @@ _KINDS = {"float": float, "int": int, "int_list": int_list, "int_or_auto": int_o
 
 
 def config_flag_fields(*, sweep: bool = False) -> tuple[str, ...]:
-    """The TrainConfig fields that have a flag (``sweep=True``: those fixed for every run of a sweep)."""
-    from coreaug.train.config import TrainConfig
+    """The config fields that have a flag (``sweep=True``: those fixed for every run of a sweep)."""
+    from coreaug.train.config import config_fields
 
-    return tuple(f.name for f in dataclasses.fields(TrainConfig)
-                 if "flag" in f.metadata and (not sweep or f.metadata["flag"]["sweep"]))
+    return tuple(f.name for f in config_fields() if "flag" in f.metadata and (not sweep or f.metadata["flag"]["sweep"]))
 
 
 def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str],
                      groups: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Add one ``--flag`` per TrainConfig field in ``fields``, generated from the field's metadata
-    (:func:`coreaug.train.config._flag`): help, type, metavar, choices from the registries, in the
-    metadata's argparse group (made in :data:`~coreaug.train.config.FLAG_GROUPS` order unless given in
-    ``groups``). Every flag defaults to ``None`` (= not given). Returns the groups by name."""
-    from coreaug.train.config import FLAG_GROUPS, TrainConfig, flag_choices
+    """Add one ``--flag`` per config field in ``fields``, generated from the field's metadata
+    (:func:`coreaug.train.config._flag`): help, type, metavar, choices from the registries, in the ``--help``
+    section of the field's config group (:data:`~coreaug.train.config.GROUP_TITLES`, made in that order unless
+    ``groups`` maps the group's name to an argparse group). Every flag defaults to ``None`` (= not given).
+    Returns the argparse groups by config-group name."""
+    from coreaug.train.config import FIELD_GROUP, GROUP_TITLES, config_fields, flag_choices
 
     groups = dict(groups or {})
-    by_name = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    wanted = [by_name[name] for name in fields]
-    for key in FLAG_GROUPS:
-        if key not in groups and any(f.metadata["flag"]["group"] == key for f in wanted):
-            groups[key] = parser.add_argument_group(FLAG_GROUPS[key])
-    for f in wanted:
+    wanted = set(fields)
+    chosen = [f for f in config_fields() if f.name in wanted]
+    for key in GROUP_TITLES:
+        if key not in groups and any(FIELD_GROUP[f.name] == key for f in chosen):
+            groups[key] = parser.add_argument_group(GROUP_TITLES[key])
+    for f in chosen:
         meta = f.metadata["flag"]
         kw: dict[str, Any] = {"dest": f.name}
         help_text = meta["help"]
@@ -102,5 +101,5 @@ def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str],
                 kw["metavar"] = meta["metavar"]
             if meta["choices"] is not None:
                 kw["choices"] = flag_choices(meta["choices"])
-        groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), **kw)
+        groups[FIELD_GROUP[f.name]].add_argument("--" + f.name.replace("_", "-"), **kw)
     return groups

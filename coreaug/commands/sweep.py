@@ -36,6 +36,7 @@ from typing import Any
 
 from coreaug.commands._args import add_config_flags, config_flag_fields
 from coreaug.errors import ConfigError
+from coreaug.train.config import GROUPS
 
 # TrainConfig fields set by the flag of the same name, fixed for every run of the grid (their metadata says so)
 _OVERRIDE_FLAGS: tuple[str, ...] = config_flag_fields(sweep=True)
@@ -69,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fixed = parser.add_argument_group("fixed overrides (same for every run)")
     g = parser.add_argument_group("execution")
     # one flag per TrainConfig field fixed for every run, generated from the field's metadata
-    add_config_flags(parser, _OVERRIDE_FLAGS, groups={"overrides": fixed, "pruning": fixed, "execution": g})
+    add_config_flags(parser, _OVERRIDE_FLAGS,
+                     groups={**{name: fixed for name in GROUPS}, "execution": g})
     fixed.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any other config key (value parsed as YAML), repeatable: --set aug_weight=gamma; "
                             "per-cell settings (e.g. pruning): grid cells (--grid vs-pruning)")

@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass, built from preset → config file → CLI overrides, validated.
+"""Training configuration: groups of fields in one TrainConfig, built from preset → config file → CLI overrides, validated.
 
 Method names (what each epoch trains on; docs/paper-notes.md §4 "appending protocol" and "three regimes"):
 
@@ -18,6 +18,7 @@ S is chosen by ``selector``: ``coreset`` (per-class facility location on gradien
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -79,45 +80,51 @@ NUMERIC_FIELDS: frozenset[str] = frozenset({
 })
 
 
-def _flag(help: str, group: str = "overrides", *, kind: str | None = None, metavar: str | None = None,
-          choices: str | None = None, sweep: bool = False) -> dict[str, Any]:
+def _flag(help: str, *, kind: str | None = None, metavar: str | None = None, choices: str | None = None,
+          sweep: bool = False) -> dict[str, Any]:
     """Field metadata from which ``coreaug train`` (and, with ``sweep=True``, ``coreaug sweep``) generate the
-    field's ``--flag`` (:func:`coreaug.commands._args.add_config_flags`): its help, its argparse group,
-    ``kind`` (``float``, ``int``, ``int_list``, ``int_or_auto``, ``switch``; default: a string), ``metavar``
-    and ``choices`` (a name of :data:`FLAG_CHOICES`, read from the registries when the parser is built)."""
-    return {"flag": {"help": help, "group": group, "kind": kind, "metavar": metavar, "choices": choices,
-                     "sweep": sweep}}
+    field's ``--flag`` (:func:`coreaug.commands._args.add_config_flags`), in the ``--help`` section of the
+    field's group: its help, ``kind`` (``float``, ``int``, ``int_list``, ``int_or_auto``, ``switch``; default: a
+    string), ``metavar`` and ``choices`` (a name :func:`flag_choices` reads from a registry when the parser is
+    built)."""
+    return {"flag": {"help": help, "kind": kind, "metavar": metavar, "choices": choices, "sweep": sweep}}
 
 
-#: Flag groups, in the order ``--help`` shows them.
-FLAG_GROUPS: dict[str, str] = {
-    "overrides": "overrides",
-    "pruning": "dynamic pruning of the full-data main set (methods full, full-aug, full+aug-subset)",
-    "execution": "execution",
-    "diagnostics": "spectral diagnostics (RUN_DIR/diagnostics.csv; see docs/diagnostics.md)",
-}
+# ---------------------------------------------------------------------------------------------------- groups
+# Every field name is unique across the groups: it is the field's flat name, i.e. its YAML/JSON key, its
+# ``--flag`` (underscores as dashes), its key in config.json and an attribute of TrainConfig (cfg.lr is
+# cfg.optimisation.lr). A YAML/JSON config may also give a group as a section: ``optimisation: {lr: 0.1}``.
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines one training run (written resolved to ``config.json``).
+class DataConfig:
+    """What is trained and tested on."""
 
-    Each field's metadata (:func:`_flag`) generates its command-line flag, so a new field is added here,
-    with its check in :func:`validate`, and nowhere else (its YAML key is its name)."""
-
-    # data and model
     dataset: str = field(default="digits", metadata=_flag("dataset name (see `coreaug info`)", sweep=True))
     data_root: str | None = field(default=None, metadata=_flag("dataset folder (every dataset but digits)", sweep=True))
+    label_noise: float = field(default=0.0, metadata=_flag(
+        "symmetric label-noise rate on training labels", kind="float", metavar="RATE", sweep=True))
+    # extra keyword options of the dataset loader, e.g. {"train_per_class": 60, "seed": 0} for
+    # caltech256 or {"use_extra": true} for svhn (set in a config file)
+    data_options: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None  # None: the dataset's native size (image-folder datasets only)
+    resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
+
+
+@dataclass
+class ModelConfig:
+    """The network (``TrainConfig.network``: ``cfg.model`` is its name)."""
+
     model: str = field(default="cnn", metadata=_flag(
         "model name (see `coreaug info`), or timm:<name> / torchvision:<name>", sweep=True))
     weights: str | None = field(default=None, metadata=_flag(
         "local state dict to fine-tune from (resnet18/50, timm:NAME, torchvision:NAME)"))
-    label_noise: float = field(default=0.0, metadata=_flag(
-        "symmetric label-noise rate on training labels", kind="float", metavar="RATE", sweep=True))
-    # extra keyword options of the dataset loader, e.g. {"train_per_class": 60, "seed": 0} for
-    # caltech256 or {"use_extra": true} for svhn (set in a --config file)
-    data_options: dict[str, Any] = field(default_factory=dict)
-    # what to train on
+
+
+@dataclass
+class SelectionConfig:
+    """What each epoch trains on: the regime, and how its subset S is selected."""
+
     method: str = field(default="subset-only", metadata=_flag("training regime: one of {methods}"))
     selector: str = field(default="coreset", metadata=_flag("subset selector: {selectors}"))
     # subset size |S| = int(fraction · n)  (docs/paper-notes.md §3: B = int(s·n))
@@ -136,36 +143,48 @@ class TrainConfig:
     # total may slightly exceed B), "equal", "proportional" (official --no_equal_num), "none" (one pool)
     per_class: str = field(default="equal-ceil", metadata=_flag("per-class budget mode", choices="per_class",
                                                                  sweep=True))
-    # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
-    aug_weight: str = field(default="one", metadata=_flag("loss weight of the appended strong copies",
-                                                          choices="aug_weights"))
-    # dynamic pruning of a full-data main set (coreaug.api.pruning)
+
+
+@dataclass
+class PruningConfig:
+    """Dynamic pruning of a full-data main set (coreaug.api.pruning)."""
+
     pruning: str = field(default="none", metadata=_flag(
-        "{pruning} (InfoBatch: Qin et al. 2024; ucb, epsilon-greedy: Raju et al. 2021)", "pruning", sweep=True))
+        "{pruning} (InfoBatch: Qin et al. 2024; ucb, epsilon-greedy: Raju et al. 2021)", sweep=True))
     prune_ratio: float = field(default=0.5, metadata=_flag(
-        "InfoBatch: drop below-mean-loss examples with probability R in [0, 1) (default 0.5)", "pruning",
+        "InfoBatch: drop below-mean-loss examples with probability R in [0, 1) (default 0.5)",
         kind="float", metavar="R", sweep=True))
     prune_delta: float = field(default=0.875, metadata=_flag(
-        "InfoBatch: prune in the first D share of the epochs, then train on all (default 0.875)", "pruning",
+        "InfoBatch: prune in the first D share of the epochs, then train on all (default 0.875)",
         kind="float", metavar="D", sweep=True))
-    prune_keep: float = field(default=0.7, metadata=_flag("UCB/epsilon-greedy: share kept per epoch (0.7)", "pruning",
+    prune_keep: float = field(default=0.7, metadata=_flag("UCB/epsilon-greedy: share kept per epoch (0.7)",
                                                           kind="float", metavar="K", sweep=True))
     prune_epsilon: float = field(default=0.1, metadata=_flag(
-        "epsilon-greedy: share of the kept set drawn at random (0.1)", "pruning", kind="float", metavar="E",
-        sweep=True))
-    prune_c: float = field(default=1.0, metadata=_flag("UCB/epsilon-greedy: score = mean + C*std (1.0)", "pruning",
+        "epsilon-greedy: share of the kept set drawn at random (0.1)", kind="float", metavar="E", sweep=True))
+    prune_c: float = field(default=1.0, metadata=_flag("UCB/epsilon-greedy: score = mean + C*std (1.0)",
                                                        kind="float", metavar="C", sweep=True))
-    prune_window: int = field(default=5, metadata=_flag("UCB/epsilon-greedy: recent losses kept (5)", "pruning",
+    prune_window: int = field(default=5, metadata=_flag("UCB/epsilon-greedy: recent losses kept (5)",
                                                         kind="int", metavar="W", sweep=True))
-    # augmentations
+
+
+@dataclass
+class AugmentationConfig:
+    """Weak (in-place) augmentation, and the strong-augmented copies the regimes append."""
+
     weak_aug: str = field(default="none", metadata=_flag("weak (in-place) augmentation", sweep=True))
     strong_aug: str = field(default="randaugment", metadata=_flag("strong augmentation of the appended copies",
                                                                   sweep=True))
     aug_policy: str = field(default="imagenet", metadata=_flag("AutoAugment policy: imagenet|cifar10|svhn"))
+    # weight of the appended strong copies: 1 (default) or γ (docs/paper-notes.md §3.6)
+    aug_weight: str = field(default="one", metadata=_flag("loss weight of the appended strong copies",
+                                                          choices="aug_weights"))
     noise_eps: float = 0.5  # radius of the additive-noise augmentations
-    image_size: int | None = None  # None: the dataset's native size
-    resize: int | None = None  # test-time resize of the shorter side (ImageFolder data)
-    # optimisation (docs/paper-notes.md §4 hyper-parameters)
+
+
+@dataclass
+class OptimisationConfig:
+    """Optimiser and schedule (docs/paper-notes.md §4 hyper-parameters)."""
+
     optimizer: str = field(default="sgd", metadata=_flag(
         "sgd (momentum, the paper's; default) or adamw (decoupled weight decay)", choices="optimizers"))
     epochs: int = field(default=10, metadata=_flag("", kind="int", sweep=True))
@@ -177,44 +196,117 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list, metadata=_flag(
         "comma-separated MultiStepLR epochs, e.g. 100,150", kind="int_list", sweep=True))
     lr_gamma: float = 0.1
-    # execution
+
+
+@dataclass
+class ExecutionConfig:
+    """Seed, device, precision, loader workers and threads: how the run executes."""
+
     seed: int = field(default=0, metadata=_flag("", kind="int"))
     device: str = field(default="auto", metadata=_flag("auto|cpu|cuda|cuda:N (default: the preset's, else auto)",
-                                                       "execution", sweep=True))
-    amp: bool = field(default=False, metadata=_flag("mixed precision on CUDA (ignored on CPU)", "execution",
-                                                    kind="switch"))
+                                                       sweep=True))
+    amp: bool = field(default=False, metadata=_flag("mixed precision on CUDA (ignored on CPU)", kind="switch"))
     # DataLoader workers: "auto" = 0 on CPU, min(8, available cores) on CUDA (pinned, persistent)
     num_workers: int | str = field(default="auto", metadata=_flag(
-        "DataLoader worker processes (default auto: 0 on CPU, min(8, cores) on CUDA)", "execution",
+        "DataLoader worker processes (default auto: 0 on CPU, min(8, cores) on CUDA)",
         kind="int_or_auto", metavar="N|auto", sweep=True))
     # torch intra-op CPU threads during the run (None: the cores this process may use, divided among
     # torchrun's local processes, unless OMP_NUM_THREADS is set; see coreaug.device.default_threads)
     threads: int | None = field(default=None, metadata=_flag(
         "torch intra-op CPU threads (default: the cores this process may use; on a shared machine pass e.g. "
-        "--threads 1)", "execution", kind="int", sweep=True))
+        "--threads 1)", kind="int", sweep=True))
     # inference batch of the proxy pass and evaluation: "auto" = 64 on CPU, 1024 on CUDA
     eval_batch_size: int | str = field(default="auto", metadata=_flag(
-        "inference batch of the proxy pass and evaluation (default auto: 64 on CPU, 1024 on CUDA)", "execution",
+        "inference batch of the proxy pass and evaluation (default auto: 64 on CPU, 1024 on CUDA)",
         kind="int_or_auto", metavar="N|auto"))
     # keep training when the training loss becomes NaN/inf (default: stop with an error, keeping the
     # last good checkpoint); for studying divergence. Non-finite numbers are written as null in JSON.
     allow_nonfinite: bool = field(default=False, metadata=_flag(
-        "keep training when the loss becomes NaN/inf (default: stop with an error)", "execution", kind="switch"))
+        "keep training when the loss becomes NaN/inf (default: stop with an error)", kind="switch"))
     notes: str = ""
-    # spectral diagnostics during training (coreaug.train.diagnostics): every K epochs (0 = off) on a
-    # probe of N stratified training examples, Jacobian w.r.t. the classifier ("last") or "all" parameters
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Spectral diagnostics during training (coreaug.train.diagnostics)."""
+
+    # every K epochs (0 = off) on a probe of N stratified training examples, Jacobian w.r.t. the
+    # classifier ("last") or "all" parameters
     diagnostics_every: int = field(default=0, metadata=_flag(
         "Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs (0 = off; "
-        "default: the preset's, else 0)", "diagnostics", kind="int", metavar="K"))
+        "default: the preset's, else 0)", kind="int", metavar="K"))
     diagnostics_probe: int = field(default=256, metadata=_flag(
-        "probe size (stratified training examples; default 256)", "diagnostics", kind="int", metavar="N"))
+        "probe size (stratified training examples; default 256)", kind="int", metavar="N"))
     diagnostics_params: str = field(default="last", metadata=_flag(
-        "Jacobian w.r.t. the classifier (last, default: cheap) or all parameters", "diagnostics",
-        choices="diagnostics_params"))
+        "Jacobian w.r.t. the classifier (last, default: cheap) or all parameters", choices="diagnostics_params"))
+
+
+#: The groups of :class:`TrainConfig`: attribute (= YAML section) name → dataclass, in ``--help`` order.
+GROUPS: dict[str, type] = {
+    "data": DataConfig, "network": ModelConfig, "selection": SelectionConfig, "dynamic_pruning": PruningConfig,
+    "augmentation": AugmentationConfig, "optimisation": OptimisationConfig, "execution": ExecutionConfig,
+    "diagnostics": DiagnosticsConfig,
+}
+#: The ``--help`` section title of each group.
+GROUP_TITLES: dict[str, str] = {
+    "data": "data", "network": "model", "selection": "selection (what each epoch trains on)",
+    "dynamic_pruning": "dynamic pruning of the full-data main set (methods full, full-aug, full+aug-subset)",
+    "augmentation": "augmentation", "optimisation": "optimisation", "execution": "execution",
+    "diagnostics": "spectral diagnostics (RUN_DIR/diagnostics.csv; see docs/diagnostics.md)",
+}
+
+
+def config_fields() -> tuple[dataclasses.Field, ...]:
+    """Every configuration field (the groups' fields, group by group): what config.json, YAML and the flags name."""
+    return tuple(f for cls in GROUPS.values() for f in dataclasses.fields(cls))
+
+
+#: Field name → the group that holds it.
+FIELD_GROUP: dict[str, str] = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+FIELD_NAMES: frozenset[str] = frozenset(FIELD_GROUP)
+
+
+@dataclass(init=False)
+class TrainConfig:
+    """Everything that defines one training run: eight groups of fields (:data:`GROUPS`), written resolved and
+    flat to ``config.json``.
+
+    ``TrainConfig(lr=0.05, fraction=0.1)`` sets fields by their flat names; ``TrainConfig(optimisation=
+    OptimisationConfig(lr=0.05))`` sets whole groups (copied), and both may be mixed (flat names win). Every field
+    reads and writes by its flat name too: ``cfg.lr is cfg.optimisation.lr``.
+
+    A new field is one line in its group, with its metadata (:func:`_flag`, which generates its ``--flag``) and
+    its check in :func:`validate`; its YAML key is its name."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    network: ModelConfig = field(default_factory=ModelConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    dynamic_pruning: PruningConfig = field(default_factory=PruningConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    optimisation: OptimisationConfig = field(default_factory=OptimisationConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def __init__(self, **values: Any) -> None:
+        for group, cls in GROUPS.items():
+            given = values.pop(group, None)
+            if given is not None and not isinstance(given, cls):
+                raise TypeError(f"TrainConfig({group}=...) takes a {cls.__name__}, got {type(given).__name__}")
+            # a copy: dataclasses.replace passes the original's groups, which must stay unchanged
+            setattr(self, group, cls() if given is None else copy.deepcopy(given))
+        unknown = sorted(set(values) - FIELD_NAMES)
+        if unknown:
+            raise TypeError(f"TrainConfig got unknown field(s) {', '.join(map(repr, unknown))}")
+        for name, value in values.items():
+            setattr(self, name, value)
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dictionary of every field."""
+        """A JSON-serialisable flat dictionary of every field (what ``config.json`` holds)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in config_fields()}
+
+    def to_sections(self) -> dict[str, dict[str, Any]]:
+        """The fields by group (``{"data": {"dataset": ...}, ...}``): a YAML config file's sectioned form."""
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
@@ -232,7 +324,52 @@ class TrainConfig:
         return self.method in AUG_METHODS
 
 
-FIELD_NAMES: frozenset[str] = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+def _flat_property(group: str, name: str) -> property:
+    """``cfg.<name>``, read and written in ``cfg.<group>``."""
+
+    def get(self: TrainConfig) -> Any:
+        return getattr(getattr(self, group), name)
+
+    def set_(self: TrainConfig, value: Any) -> None:
+        setattr(getattr(self, group), name, value)
+
+    return property(get, set_, doc=f"``{group}.{name}``")
+
+
+for _name, _group in FIELD_GROUP.items():
+    setattr(TrainConfig, _name, _flat_property(_group, _name))
+del _name, _group
+
+
+def flat_values(values: Any, source: str) -> dict[str, Any]:
+    """A mapping of config keys (flat names, or group sections such as ``optimisation: {lr: 0.1}``) → flat
+    ``{name: value}``; a one-line :class:`ConfigError` naming ``source`` for anything else."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source} must be a mapping of config keys to values, got {type(values).__name__}")
+    out: dict[str, Any] = {}
+    unknown = []
+    for key, value in values.items():
+        if key in GROUPS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"section {key!r} in {source} must be a mapping of its keys to values, got "
+                                  f"{type(value).__name__}")
+            stray = sorted(map(str, (k for k in value if FIELD_GROUP.get(k) != key)))
+            if stray:
+                raise ConfigError(f"unknown key(s) {', '.join(map(repr, stray))} in section {key!r} of {source}"
+                                  f"; its keys: {', '.join(f.name for f in dataclasses.fields(GROUPS[key]))}")
+            pairs = list(value.items())
+        elif key in FIELD_NAMES:
+            pairs = [(key, value)]
+        else:
+            unknown.append(key)
+            continue
+        for name, v in pairs:
+            if name in out:
+                raise ConfigError(f"config key {name!r} is given twice in {source} (flat and in its section)")
+            out[name] = v
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(map(repr, sorted(map(str, unknown))))} in {source}")
+    return out
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -441,12 +578,8 @@ _SCIENTIFIC = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE
 
 
 def _apply(cfg: TrainConfig, values: Mapping[str, Any], source: str) -> None:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{source} must be a mapping of config keys to values, got {type(values).__name__}")
-    unknown = sorted(set(values) - FIELD_NAMES)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))} in {source}")
-    for k, v in values.items():
+    """Set the fields ``values`` names (flat keys or group sections; see :func:`flat_values`) on ``cfg``."""
+    for k, v in flat_values(values, source).items():
         if k == "milestones" and isinstance(v, (list, tuple)):
             v = [numeric_value(m) for m in v]
         elif k in NUMERIC_FIELDS:
