@@ -159,7 +159,7 @@ def test_run_selector_at_fraction_one_selects_the_whole_probe(tmp_path):
     cfg = tiny(fraction=1.0, diagnostics_probe=40)
     _, views = prepare_data(cfg)
     torch.manual_seed(0)
-    row = TrainingDiagnostics(cfg, views, tmp_path, torch.device("cpu")).run(
+    row = TrainingDiagnostics.from_config(cfg, views, tmp_path, torch.device("cpu")).run(
         build_model("mlp", 10, in_channels=1, image_size=8), 0)
     assert row["subset_size"] == 40 and row["subset_weights"] == [1.0] * 40
     assert row["xi_subset_clean"] == pytest.approx(0.0, abs=1e-12) and row["xi_random_aug"] == pytest.approx(0.0, abs=1e-12)
@@ -292,11 +292,11 @@ def test_diagnostics_on_cuda_match_cpu(tmp_path):
     _, views = prepare_data(cfg)
     torch.manual_seed(0)
     model = build_model("mlp", 10, in_channels=1, image_size=8)
-    cpu = TrainingDiagnostics(cfg, views, tmp_path / "cpu", torch.device("cpu"))
+    cpu = TrainingDiagnostics.from_config(cfg, views, tmp_path / "cpu", torch.device("cpu"))
     (tmp_path / "cpu").mkdir()
     (tmp_path / "gpu").mkdir()
     a = cpu.run(model, 0)
-    gpu = TrainingDiagnostics(cfg, views, tmp_path / "gpu", torch.device("cuda"))
+    gpu = TrainingDiagnostics.from_config(cfg, views, tmp_path / "gpu", torch.device("cuda"))
     b = gpu.run(model.to("cuda"), 0)
     for k in ("sv_top1", "sv_bottom1", "cond", "shift_bottom10", "angle_max_deg", "xi_random_clean", "xi_random_aug"):
         assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), k
@@ -318,7 +318,7 @@ def test_every_selector_runs_its_selection_step_on_the_probe(tmp_path):
     history.update(torch.arange(1437), torch.arange(1437) % 3 == 0)
     for i, sel in enumerate(SELECTORS):
         cfg = tiny(diagnostics_probe=40, selector=sel)
-        row = TrainingDiagnostics(cfg, views, tmp_path / str(i), torch.device("cpu")).run(model, 0, history=history)
+        row = TrainingDiagnostics.from_config(cfg, views, tmp_path / str(i), torch.device("cpu")).run(model, 0, history=history)
         assert row["subset_size"] and math.isfinite(row["xi_subset_clean"]) and math.isfinite(row["xi_subset_aug"]), sel
         assert all(0 <= j < 40 for j in row["subset_indices"]), sel
 
@@ -330,7 +330,7 @@ def test_a_diverged_model_gives_an_empty_row_not_an_error(tmp_path):
     model = build_model("mlp", 10, in_channels=1, image_size=8)
     with torch.no_grad():
         model.fc.weight.fill_(float("nan"))
-    row = TrainingDiagnostics(cfg, views, tmp_path, torch.device("cpu")).run(model, 0)
+    row = TrainingDiagnostics.from_config(cfg, views, tmp_path, torch.device("cpu")).run(model, 0)
     assert "not finite" in row["error"] and row.get("cond") is None
     df = pd.read_csv(tmp_path / "diagnostics.csv")
     assert df["epoch"].tolist() == [0] and df["cond"].isna().all()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -177,12 +178,16 @@ class SpectralDiagnosticsCallback(Callback):
                  probe_size: int = 256, params: str = "last", seed: int | None = None,
                  out_dir: str | Path | None = None, batch_size: int | str = "auto"):
         from coreaug.train.diagnostics import TrainingDiagnostics
+        from coreaug.train.observers import DiagnosticsObserver
 
         probe_view, strong_view = _diagnostics_views(coreset, dataset, strong, items, transform)
-        self.diagnostics = TrainingDiagnostics.for_views(
+        self.diagnostics = TrainingDiagnostics(
             probe_view, strong_view=strong_view, coreset=coreset, every=every, probe_size=probe_size, params=params,
             seed=seed, out_dir=out_dir, batch_size=batch_size)
+        # the observer of `coreaug train --diagnostics-every`, run on this Lightning trainer
+        self.observer = DiagnosticsObserver(self.diagnostics, on_row=self._log)
         self.coreset = coreset
+        self._trainer: pl.Trainer | None = None
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -191,24 +196,27 @@ class SpectralDiagnosticsCallback(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.diagnostics.device = pl_module.device
         max_epochs = trainer.max_epochs
-        self.diagnostics.cfg.epochs = max_epochs if max_epochs is not None and max_epochs > 0 else None
+        self.diagnostics.last_epoch = max_epochs if max_epochs is not None and max_epochs > 0 else None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._maybe_diagnose(trainer, pl_module, int(trainer.current_epoch))
+        self.observer.on_fit_start(self._observed(trainer, pl_module), int(trainer.current_epoch))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._maybe_diagnose(trainer, pl_module, int(trainer.current_epoch) + 1)
+        self.observer.row_fields(self._observed(trainer, pl_module), int(trainer.current_epoch))
 
-    def _maybe_diagnose(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
-        """Diagnose the model after ``epoch`` epochs on rank 0 when due, and log the row."""
-        if not trainer.is_global_zero or not self.diagnostics.due(epoch):
-            return
+    def _observed(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> SimpleNamespace:
+        """What :class:`~coreaug.train.observers.DiagnosticsObserver` reads of a trainer, from Lightning's."""
+        self._trainer = trainer
         self.diagnostics.device = pl_module.device
         history = self.coreset.history if self.coreset is not None else None
-        row = self.diagnostics.run(pl_module, epoch, history=history)
+        return SimpleNamespace(raw_model=pl_module, tracker=history,
+                               ctx=SimpleNamespace(is_main=trainer.is_global_zero))
+
+    def _log(self, row: dict[str, Any]) -> None:
+        """Each diagnostics row to every one of the trainer's loggers, at the current global step."""
         metrics = diagnostics_metrics(row)
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+        for logger in self._trainer.loggers:
+            logger.log_metrics(metrics, step=self._trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": list(self.diagnostics.rows)}

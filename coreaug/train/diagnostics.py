@@ -20,7 +20,8 @@ run with a dedicated seed):
   logits and r̃ = softmax − onehot, on the clean probe and on its augmented copies. **Definition of
   "the run's subset restricted to the probe"**: the run's own selector (same ``selector``,
   ``fraction``, ``proxy`` and ``per_class`` as the run, weights as in training: the run's own
-  selection step ``coreaug.train.subsets.select_subset``) is re-run on the clean probe with the
+  selection step, :meth:`coreaug.api.AugmentedCoreset.select` with the run's coreset settings) is re-run on the
+  clean probe with the
   *current* model, so (S, γ) is what the run would select if the probe were its training set. (Intersecting the run's training-set subset with the probe was rejected:
   its γ are cluster sizes over the whole class, so on ~N·fraction probe points ξ would mostly
   measure sampling noise, and there is no subset at epoch 0.) The baseline is a random subset of
@@ -69,7 +70,6 @@ from coreaug.runfolder import DIAGNOSTICS_CSV, DIAGNOSTICS_JSONL
 from coreaug.runtime import Timer, derive_seed, seed_everything
 from coreaug.select import select
 from coreaug.train.checkpoint import rng_state, set_rng_state
-from coreaug.train.subsets import select_subset
 from spectra.jacobian import eval_mode
 
 __all__ = [
@@ -376,22 +376,6 @@ def _probe_history(history: Any, indices: torch.Tensor) -> dict[str, Any] | None
             **{k: torch.as_tensor(state[k])[indices] for k in ("prev", "forgets", "learned", "seen")}}
 
 
-@dataclass
-class _ViewSettings:
-    """What :class:`TrainingDiagnostics` reads from a ``TrainConfig``, for :meth:`TrainingDiagnostics.for_views`."""
-
-    diagnostics_every: int
-    diagnostics_probe: int
-    diagnostics_params: str
-    epochs: int | None
-    seed: int
-    eval_batch_size: int | str
-    strong_aug: str
-    uses_subset: bool
-    fraction: float | int | None
-    per_class: str | None
-
-
 def _probe_selection(coreset, model: nn.Module, probe: Probe, epoch: int, device: torch.device, ctx: DistContext,
                      history=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(S, γ) on the probe (positions) by ``coreset``'s selector, fraction, budgets, proxy and seed."""
@@ -413,55 +397,61 @@ class TrainingDiagnostics:
     """Diagnostics of one run: decides when, computes (RNG-isolated, timed) and writes the files.
 
     Construct it on every rank before anything is written (it validates the probe size against the
-    training set); only the main rank calls :meth:`run`.
+    training set); only the main rank calls :meth:`run`. ``coreaug train`` builds it with :meth:`from_config`;
+    :class:`~coreaug.train.observers.DiagnosticsObserver` calls it around the epochs, in ``coreaug train`` and,
+    wrapped, in the Lightning callback.
+
+    Args:
+        probe_view: yields ``(x, y, index)`` under the test-time transform and has ``targets`` (e.g. an
+            :class:`~coreaug.api.AugmentedCoreset`'s ``proxy_view``); the probe is drawn from it.
+        strong_view: the strong-augmented copies (``None``: no shift or rotation).
+        coreset: the run's :class:`~coreaug.api.AugmentedCoreset`, whose selector settings pick (S, γ) on the
+            probe for ξ (``None`` or a regime without a subset: no ξ).
+        every: K (diagnose after epochs 0, K, 2K, … and ``last_epoch``); probe_size: N; params: ``"last"``
+            (classifier) or ``"all"``; seed: of the probe draw and the random baseline (default: the
+            coreset's, else 0); out_dir: where ``diagnostics.csv`` / ``.jsonl`` go (``None``: keep the rows
+            in :attr:`rows` only); batch_size: of the probe's forward passes (``"auto"``: by device).
     """
 
-    def __init__(self, cfg, views: dict[str, Any], out_dir: str | Path | None, device: torch.device):
-        self.cfg = cfg
-        self.every = int(cfg.diagnostics_every)
-        self.n = int(cfg.diagnostics_probe)
-        self.params = cfg.diagnostics_params
-        self.views = views
-        self.out = None if out_dir is None else Path(out_dir)  # None: keep the rows, write no files
-        self.device = device
-        self.coreset = None  # set by for_views: (S, γ) on the probe from this AugmentedCoreset's settings
-        n_train = len(views["eval_train"])
-        if self.n > n_train:
-            raise ConfigError(f"diagnostics probe size {self.n} exceeds the {n_train} training examples; "
-                              f"lower --diagnostics-probe")
-        self.rows: list[dict[str, Any]] = []
-        self.probe: Probe | None = None
-        self._model: nn.Module | None = None
-
-    @classmethod
-    def for_views(cls, probe_view, *, strong_view=None, coreset=None, every: int = 1, probe_size: int = 256,
-                  params: str = "last", epochs: int | None = None, seed: int | None = None,
-                  out_dir: str | Path | None = None, device: torch.device | str = "cpu",
-                  batch_size: int | str = "auto") -> "TrainingDiagnostics":
-        """Diagnostics without a :class:`~coreaug.train.config.TrainConfig` (the Lightning callback).
-
-        ``probe_view`` yields ``(x, y, index)`` under the test-time transform and has ``targets`` (e.g.
-        an :class:`~coreaug.api.AugmentedCoreset`'s ``proxy_view``); ``strong_view`` the strong-augmented
-        copies (``None``: no shift or rotation); ``coreset`` the run's :class:`~coreaug.api.AugmentedCoreset`,
-        whose selector settings pick (S, γ) on the probe for ξ (``None`` or a regime without a subset: no ξ);
-        ``seed`` defaults to the coreset's; ``epochs`` (the run's last epoch) is also diagnosed;
-        ``out_dir=None`` keeps the rows in :attr:`rows` and writes no files.
-        """
+    def __init__(self, probe_view, *, strong_view=None, coreset=None, every: int = 1, probe_size: int = 256,
+                 params: str = "last", last_epoch: int | None = None, seed: int | None = None,
+                 out_dir: str | Path | None = None, device: torch.device | str = "cpu",
+                 batch_size: int | str = "auto"):
         if params not in PARAM_MODES:
             raise ConfigError(f"unknown diagnostics params {params!r}; choose one of: {', '.join(PARAM_MODES)}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ConfigError(f"diagnostics interval must be an int >= 1, got {every!r}")
         if isinstance(probe_size, bool) or not isinstance(probe_size, int) or probe_size < 2:
             raise ConfigError(f"diagnostics probe size must be an int >= 2, got {probe_size!r}")
-        settings = _ViewSettings(
-            diagnostics_every=every, diagnostics_probe=probe_size, diagnostics_params=params, epochs=epochs,
-            seed=int(seed if seed is not None else getattr(coreset, "seed", 0)), eval_batch_size=batch_size,
-            strong_aug="none" if strong_view is None else "given",
-            uses_subset=coreset is not None and coreset.uses_subset,
-            fraction=getattr(coreset, "fraction", None), per_class=getattr(coreset, "per_class", None))
-        diag = cls(settings, {"eval_train": probe_view, "strong": strong_view}, out_dir, torch.device(device))
-        diag.coreset = coreset if settings.uses_subset else None
-        return diag
+        n_train = len(probe_view)
+        if probe_size > n_train:
+            raise ConfigError(f"diagnostics probe size {probe_size} exceeds the {n_train} training examples; "
+                              f"lower --diagnostics-probe")
+        self.every, self.n, self.params, self.last_epoch = every, probe_size, params, last_epoch
+        self.probe_view, self.strong_view = probe_view, strong_view
+        self.coreset = coreset if coreset is not None and coreset.uses_subset else None
+        self.seed = int(seed if seed is not None else getattr(coreset, "seed", 0))
+        self.batch_size = batch_size
+        self.out = None if out_dir is None else Path(out_dir)  # None: keep the rows, write no files
+        self.device = torch.device(device)
+        self.rows: list[dict[str, Any]] = []
+        self.probe: Probe | None = None
+        self._model: nn.Module | None = None
+
+    @classmethod
+    def from_config(cls, cfg, views: dict[str, Any], out_dir: str | Path | None, device: torch.device,
+                    coreset=None) -> "TrainingDiagnostics":
+        """The diagnostics of a ``coreaug train`` run: ``cfg``'s diagnostics group over ``views`` (from
+        :func:`coreaug.train.loop.prepare_data`), ξ from ``coreset`` (default: the one the run's
+        :class:`~coreaug.train.trainer.Trainer` builds from ``cfg``)."""
+        if coreset is None and cfg.uses_subset:
+            from coreaug.train.subsets import coreset_for
+
+            coreset = coreset_for(cfg, views["weak"], views["strong"], views["eval_train"])
+        return cls(views["eval_train"], strong_view=views["strong"] if cfg.strong_aug != "none" else None,
+                   coreset=coreset, every=int(cfg.diagnostics_every), probe_size=int(cfg.diagnostics_probe),
+                   params=cfg.diagnostics_params, last_epoch=cfg.epochs, seed=cfg.seed, out_dir=out_dir,
+                   device=device, batch_size=cfg.eval_batch_size)
 
     def resume(self, start_epoch: int) -> None:
         """Keep the rows already written for epochs ≤ ``start_epoch`` (later ones are recomputed)."""
@@ -472,12 +462,12 @@ class TrainingDiagnostics:
         """Diagnose the model after ``epoch`` epochs? (0, K, 2K, … and the last epoch; not twice.)"""
         if self.every <= 0 or any(int(r["epoch"]) == epoch for r in self.rows):
             return False
-        return epoch % self.every == 0 or epoch == self.cfg.epochs
+        return epoch % self.every == 0 or epoch == self.last_epoch
 
     def _selectors(self, epoch: int, history=None):
         """The run's selector and the random baseline on the probe (``None`` for runs without a subset)."""
-        cfg = self.cfg
-        if not cfg.uses_subset:
+        coreset = self.coreset
+        if coreset is None:
             return None, None
         probe = self.probe
         # single process: under DDP only rank 0 diagnoses, so no collective selection here
@@ -485,16 +475,12 @@ class TrainingDiagnostics:
 
         def pick(logits: torch.Tensor, h: torch.Tensor, y: torch.Tensor):
             # exactly the run's selection step (proxy pass + selector + weights), with the probe as training set
-            if self.coreset is not None:
-                return _probe_selection(self.coreset, self._model, probe, epoch, self.device, alone,
-                                        _probe_history(history, probe.indices))
-            state = select_subset(cfg, self._model, TensorDataset(probe.x, probe.y), epoch=epoch, device=self.device,
-                                  ctx=alone, history=_probe_history(history, probe.indices))
-            return state.indices, state.weights
+            return _probe_selection(coreset, self._model, probe, epoch, self.device, alone,
+                                    _probe_history(history, probe.indices))
 
         def rand(y: torch.Tensor):
-            sel = select("random", labels=y, fraction=cfg.fraction, per_class=cfg.per_class,
-                         seed=derive_seed(cfg.seed, epoch, _SEED_RANDOM) % 2**31)
+            sel = select("random", labels=y, fraction=coreset.fraction, per_class=coreset.per_class,
+                         seed=derive_seed(self.seed, epoch, _SEED_RANDOM) % 2**31)
             return sel.indices, torch.ones(sel.indices.numel())
 
         return pick, rand
@@ -505,11 +491,10 @@ class TrainingDiagnostics:
         ``history``: the run's training history (a ``ForgettingTracker``) for selectors that read it."""
         with Timer(self.device) as t, _isolated_rng():
             if self.probe is None:
-                strong = self.views.get("strong") if self.cfg.strong_aug != "none" else None
-                self.probe = draw_probe(self.views["eval_train"], strong, self.n, seed=self.cfg.seed)
+                self.probe = draw_probe(self.probe_view, self.strong_view, self.n, seed=self.seed)
             self._model = model
             pick, rand = self._selectors(epoch, history)
-            batch = resolve_eval_batch_size(self.cfg.eval_batch_size, self.device)
+            batch = resolve_eval_batch_size(self.batch_size, self.device)
             row = {"epoch": epoch, **probe_diagnostics(model, self.probe, params=self.params, select_fn=pick,
                                                       random_fn=rand, batch_size=batch)}
             row["probe_indices"] = self.probe.indices

@@ -257,10 +257,11 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     if checkpoint is not None:
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
-    diag = TrainingDiagnostics(cfg, views, out, device) if cfg.diagnostics_every > 0 else None
     if tensorboard is not None:
         require_tensorboard()
     trainer = Trainer(cfg, ctx, show=show).build(bundle, views, checkpoint)
+    diag = (TrainingDiagnostics.from_config(cfg, views, out, device, coreset=trainer.coreset)
+            if cfg.diagnostics_every > 0 else None)
     if checkpoint is not None:
         warn_if_workers_differ(checkpoint, trainer.workers)
     barrier(ctx)  # every rank has checked the run folder before rank 0 writes into it
@@ -289,7 +290,7 @@ def default_observers(trainer: Trainer, folder: RunFolder, *, diag: TrainingDiag
     if trainer.tracker is not None:
         observers.append(ForgettingObserver(trainer.tracker))
     if diag is not None:
-        observers.append(DiagnosticsObserver(diag, tensorboard))
+        observers.append(DiagnosticsObserver(diag, tensorboard.log_diagnostics if tensorboard is not None else None))
     if trainer.ctx.is_main:
         observers += [MetricsObserver(folder), CheckpointObserver(folder)]
     observers.append(ProgressObserver(show))

@@ -96,16 +96,21 @@ class ForgettingObserver(Observer):
 class DiagnosticsObserver(Observer):
     """Spectral diagnostics every K epochs (rank 0; :class:`~coreaug.train.diagnostics.TrainingDiagnostics`):
     the epoch-0 diagnostic before the first epoch, then after each due epoch; their time and probe
-    examples go into the metrics row (the epoch-0 one into the first row)."""
+    examples go into the metrics row (the epoch-0 one into the first row). ``on_row`` receives each
+    diagnostics row (TensorBoard in ``coreaug train``, the loggers in the Lightning callback).
 
-    def __init__(self, diag, tensorboard=None):
-        self.diag, self.tb = diag, tensorboard
+    Of its ``trainer`` argument it reads ``raw_model``, ``tracker`` (the forgetting history or ``None``) and
+    ``ctx.is_main``, so :class:`coreaug.integrations.lightning.SpectralDiagnosticsCallback` runs it on a
+    Lightning trainer too."""
+
+    def __init__(self, diag, on_row: Callable[[dict[str, Any]], None] | None = None):
+        self.diag, self.on_row = diag, on_row
         self._pending_time, self._pending_runs = 0.0, 0
 
     def _run(self, trainer: "Trainer", epoch: int) -> None:
         row = self.diag.run(trainer.raw_model, epoch, history=trainer.tracker)
-        if self.tb is not None:
-            self.tb.log_diagnostics(row)
+        if self.on_row is not None:
+            self.on_row(row)
         self._pending_time += float(row["time"])
         self._pending_runs += 1
 
