@@ -17,6 +17,7 @@ Two configurations are the same run when every field that enters the config hash
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -24,7 +25,8 @@ from coreaug.errors import CheckpointError, ConfigError
 
 __all__ = [
     "RunFolder", "CONFIG", "RESULTS", "CHECKPOINT", "METRICS_CSV", "METRICS_JSONL", "DIAGNOSTICS_CSV",
-    "DIAGNOSTICS_JSONL", "RUN_FILES", "config_differences", "same_config", "is_run_folder",
+    "DIAGNOSTICS_JSONL", "RUN_FILES", "FOLDER_STATES", "FolderState", "config_differences", "results_differences", "same_config",
+    "is_run_folder",
 ]
 
 CONFIG = "config.json"
@@ -67,6 +69,55 @@ def config_differences(saved: Mapping[str, Any] | None, cfg: Any) -> list[str]:
 def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
     """Whether a run folder's ``config.json`` describes ``cfg`` (no :func:`config_differences`)."""
     return not config_differences(saved, cfg)
+
+
+#: The fields of ``results.json`` that repeat the configuration (checked by :func:`results_differences`).
+_RESULT_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "seed", "epochs", "label_noise")
+
+
+def results_differences(results: Mapping[str, Any], cfg: Any) -> list[str]:
+    """Where a finished run's ``results.json`` contradicts ``cfg`` (a results.json from another run): its
+    configuration fields, the epochs done and, when it is not ``cfg``'s, its config hash."""
+    expect = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
+    if cfg.uses_subset:
+        expect.update(selector=cfg.selector, fraction=cfg.fraction)
+    expect["epochs_done"] = cfg.epochs
+    why = [f"results.json {k} {results[k]!r} != {v!r}" for k, v in expect.items() if k in results and results[k] != v]
+    if "config_hash" in results and results["config_hash"] != cfg.hash():
+        why.append(f"results.json config_hash {results['config_hash']!r} != {cfg.hash()!r}")
+    return why
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What a run folder holds for a configuration (:meth:`RunFolder.state`), one of :data:`FOLDER_STATES`.
+
+    Attributes:
+        kind: the state (see :data:`FOLDER_STATES`).
+        why: for the refused kinds, the differences or the damage, one short phrase each.
+        results: ``results.json`` of a completed run (``finished`` and ``finished-other``).
+        files: the run files in the folder.
+    """
+
+    kind: str
+    why: tuple[str, ...] = ()
+    results: dict[str, Any] | None = None
+    files: tuple[str, ...] = ()
+
+
+#: The states of a run folder, in the order :meth:`RunFolder.state` tells them apart.
+FOLDER_STATES: dict[str, str] = {
+    "not-a-folder": "the path is a file",
+    "empty": "no run files (absent, empty, or only the lock and temp files of killed writes)",
+    "finished": "a completed run of this configuration (its config.json and results.json agree)",
+    "finished-other": "a completed run of another configuration, or one that cannot be checked",
+    "damaged": "a folder in place of a run file",
+    "other-config": "an unfinished run whose config.json is another configuration's",
+    "checkpoint": "an unfinished run of this configuration with a checkpoint (it resumes)",
+    "restart": "a run of this configuration stopped before its first checkpoint (it starts over with config.json)",
+    "unreadable-config": "config.json that cannot be read, and no checkpoint",
+    "foreign": "files, but neither a checkpoint, nor config.json, nor a finished run",
+}
 
 
 def is_run_folder(folder: str | Path) -> bool:
@@ -143,52 +194,70 @@ class RunFolder:
             return None
         return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
+    def state(self, cfg: Any) -> FolderState:
+        """What this folder holds for a run of ``cfg`` (:data:`FOLDER_STATES`): the one set of rules behind
+        ``coreaug train --resume`` (:meth:`start_mode`) and the sweep's plan (:func:`coreaug.sweep.plan_run`).
+
+        A completed run counts as ``cfg``'s only when its ``config.json`` and its ``results.json`` both agree
+        with ``cfg`` (:func:`config_differences`, :func:`results_differences`); a config hash alone is not
+        trusted. An unfinished run resumes from its checkpoint (whose own config hash train checks) unless its
+        ``config.json`` is another configuration's."""
+        if self.path.exists() and not self.path.is_dir():
+            return FolderState("not-a-folder")
+        files = tuple(self.run_files())
+        if not files:
+            return FolderState("empty")
+        saved = self.saved_config()
+        results = self.finished_results()
+        if results is not None:
+            why = tuple(config_differences(saved, cfg) + results_differences(results, cfg))
+            return FolderState("finished-other" if why else "finished", why, results, files)
+        for name in RUN_FILES:  # a folder in place of a run file would fail only after an epoch of work
+            if (self.path / name).exists() and not (self.path / name).is_file():
+                return FolderState("damaged", (f"{self.path / name} is not a file",), files=files)
+        if saved is not None and (why := config_differences(saved, cfg)):
+            return FolderState("other-config", tuple(why), files=files)
+        if self.checkpoint_path.is_file():
+            return FolderState("checkpoint", files=files)
+        if self.config_path.exists():
+            kind = "restart" if saved is not None else "unreadable-config"
+            return FolderState(kind, () if saved is not None else ("its config.json is unreadable",), files=files)
+        return FolderState("foreign", files=files)
+
     def start_mode(self, resume: bool, cfg: Any, *, created: bool) -> str:
         """How a run of ``cfg`` starts here (the folder is locked): ``"fresh"``, ``"checkpoint"``
         (resume), ``"restart"`` (``resume`` of a run stopped before its first checkpoint: epoch 0 with
         the same config) or ``"finished"`` (``resume`` of a completed run of this config: nothing to do,
         nothing is written). ``resume`` into a folder that did not exist (``created``) starts the run.
+        The rules are :meth:`state`'s.
 
         Raises:
             ConfigError: not ``resume`` and the folder holds a run's files.
             CheckpointError: ``resume`` and the folder holds another configuration's run, a folder in
                 place of a run file, a damaged ``config.json``, or files but neither checkpoint nor config.
         """
-        entries = self.run_files()
         if not resume:
-            if entries:
+            if self.run_files():
                 raise ConfigError(f"run folder {self.path} is not empty; pass --resume to continue it or choose "
                                   "another --out")
             return "fresh"
         if created:
             return "fresh"
-        done = self.finished_results()
-        if done is not None and done.get("config_hash") == cfg.hash():
-            return "finished"
-        for name in RUN_FILES:  # a folder in place of a run file would fail only after an epoch of work
-            if (self.path / name).exists() and not (self.path / name).is_file():
-                raise CheckpointError(f"cannot resume: {self.path / name} is not a file; move it away and pass "
-                                      "--resume again")
-        if self.checkpoint_path.is_file():
-            return "checkpoint"  # read_checkpoint checks the checkpoint's own config hash
-        if self.config_path.is_file():
-            self._check_restart(cfg)
-            return "restart"
-        if not entries:  # the earlier run stopped before writing config.json
-            return "fresh"
+        state = self.state(cfg)
+        if state.kind in ("empty", "finished", "checkpoint", "restart"):
+            return "fresh" if state.kind == "empty" else state.kind
+        if state.kind == "damaged":
+            raise CheckpointError(f"cannot resume: {state.why[0]}; move it away and pass --resume again")
+        if state.kind == "finished-other":
+            raise CheckpointError(f"cannot resume: {self.path} holds a completed run of another configuration "
+                                  f"({_listing(list(state.why))}); use the same settings or a new --out folder")
+        if state.kind == "other-config":
+            raise CheckpointError(f"{self.config_path} was written by another configuration "
+                                  f"({_listing(list(state.why))}); use the same settings or a new --out folder")
+        if state.kind == "unreadable-config":
+            raise CheckpointError(f"cannot resume from {self.path}: {self.config_path} is unreadable (not a JSON "
+                                  "object); move it away or use a new --out folder")
         raise CheckpointError(f"cannot resume: no {CHECKPOINT} or {CONFIG} in {self.path}")
-
-    def _check_restart(self, cfg: Any) -> None:
-        from coreaug.train.config import config_from_dict, read_config_file
-
-        try:
-            saved = config_from_dict(read_config_file(self.config_path))
-        except ConfigError as exc:
-            raise CheckpointError(f"cannot resume from {self.path}: {exc}") from None
-        why = config_differences(saved.to_dict(), cfg)
-        if why:
-            raise CheckpointError(f"{self.config_path} was written by another configuration ({_listing(why)}); "
-                                  "use the same settings or a new --out folder")
 
     # -- writing ---------------------------------------------------------------------------------
     def lock(self):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from coreaug.errors import ConfigError, CoreaugError, DatasetNotFoundError
-from coreaug.runfolder import RunFolder, config_differences, same_config  # noqa: F401 (same_config re-exported)
+from coreaug.runfolder import RunFolder, same_config  # noqa: F401 (same_config re-exported)
 
 #: Keys a grid (preset, YAML file) may set.
 GRID_KEYS: tuple[str, ...] = ("preset", "config", "methods", "selectors", "fractions", "seeds", "overrides", "cells",
@@ -489,18 +489,6 @@ class PlannedRun:
 
 
 #: ``results.json`` keys that repeat a config field (checked against the grid point's config).
-_RESULT_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "seed", "epochs", "label_noise")
-
-
-def _results_differences(res: Mapping[str, Any], cfg: Any) -> list[str]:
-    """Where a finished run's ``results.json`` contradicts ``cfg`` (a results.json from another run)."""
-    expect = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
-    if cfg.uses_subset:
-        expect.update(selector=cfg.selector, fraction=cfg.fraction)
-    expect["epochs_done"] = cfg.epochs
-    return [f"results.json {k} {res[k]!r} != {v!r}" for k, v in expect.items() if k in res and res[k] != v]
-
-
 def _conflict(point: RunPoint, cfg: Any, d: Path, what: str, why: Sequence[str]) -> "PlannedRun":
     reasons = "; ".join(why[:3]) + (f"; +{len(why) - 3} more" if len(why) > 3 else "")
     return PlannedRun(point, cfg, d, "conflict", f"{d} holds {what} ({reasons}); delete it or use another OUT")
@@ -509,34 +497,34 @@ def _conflict(point: RunPoint, cfg: Any, d: Path, what: str, why: Sequence[str])
 def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     """Resolve the point's config and decide: run, skip (completed), resume, or conflict.
 
-    The rules are those of ``coreaug train --resume`` (:meth:`coreaug.runfolder.RunFolder.start_mode`), checked
-    here before anything runs: a checkpoint resumes; without one, a folder with ``config.json`` starts over
-    at epoch 0 with it (whatever else the killed run left: metrics, diagnostics); a folder with other files
-    but no ``config.json`` is not ours. A completed run is skipped only when its ``config.json`` and its
-    ``results.json`` both describe this grid point (a config hash alone is not trusted: it may be missing)."""
+    The folder's state is :meth:`coreaug.runfolder.RunFolder.state`, the rules of ``coreaug train --resume``,
+    checked here before anything runs: a checkpoint resumes; without one, a folder with ``config.json`` starts
+    over at epoch 0 with it (whatever else the killed run left: metrics, diagnostics); a folder with other
+    files but no ``config.json`` is not ours. A completed run is skipped only when its ``config.json`` and
+    its ``results.json`` both describe this grid point (a config hash alone is not trusted: it may be missing)."""
     cfg = resolve_point(spec, point)
     d = out / point.name
     folder = RunFolder(d)
-    if d.exists() and not d.is_dir():
+    state = folder.state(cfg)
+    kind, why = state.kind, list(state.why)
+    if kind == "not-a-folder":
         return PlannedRun(point, cfg, d, "conflict", f"{d} is a file, not a run folder; move it or use another OUT")
-    saved = folder.saved_config()
-    res = folder.finished_results()
-    if res is not None:
-        why = config_differences(saved, cfg) + _results_differences(res, cfg)
-        if why:
-            return _conflict(point, cfg, d, "a completed run of a different configuration", why)
-        return PlannedRun(point, cfg, d, "skip", f"completed, final acc {res.get('final_test_acc', float('nan')):.4f}")
-    if saved is not None and (why := config_differences(saved, cfg)):
+    if kind == "finished":
+        acc = state.results.get("final_test_acc", float("nan"))
+        return PlannedRun(point, cfg, d, "skip", f"completed, final acc {acc:.4f}")
+    if kind == "finished-other":
+        return _conflict(point, cfg, d, "a completed run of a different configuration", why)
+    if kind == "other-config":
         return _conflict(point, cfg, d, "an unfinished run of a different configuration", why)
-    if folder.checkpoint_path.is_file():  # train checks the checkpoint's own config hash
+    if kind in ("damaged", "unreadable-config"):
+        return _conflict(point, cfg, d, "an unfinished run", why)
+    if kind == "checkpoint":  # train checks the checkpoint's own config hash
         done = folder.epochs_recorded()
         return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {'?' if done is None else done}/{cfg.epochs}")
-    if folder.config_path.exists():
-        if saved is None:
-            return _conflict(point, cfg, d, "an unfinished run", ["its config.json is unreadable"])
+    if kind == "restart":
         return PlannedRun(point, cfg, d, "run", "restart (stopped before its first checkpoint)")
-    names = folder.run_files()
-    if names:
+    if kind == "foreign":
+        names = list(state.files)
         return PlannedRun(point, cfg, d, "conflict",
                           f"{d} is not empty ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}) and holds no "
                           "checkpoint, config.json or finished run; delete it or use another OUT")

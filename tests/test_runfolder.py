@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -89,3 +90,60 @@ def test_metrics_are_written_as_csv_and_strict_jsonl(tmp_path):
     f.write_metrics([{"epoch": 1, "loss": float("nan"), "extra": 3}], ("epoch", "loss"))
     assert (f.path / "metrics.csv").read_text().splitlines()[0] == "epoch,loss"
     assert json.loads((f.path / "metrics.jsonl").read_text()) == {"epoch": 1, "loss": None, "extra": 3}
+
+
+def _folder_with(d, cfg, kind):
+    """A run folder in state ``kind`` for ``cfg`` (synthetic files: nothing here trains)."""
+    d.mkdir(parents=True)
+    other = dataclasses.replace(cfg, epochs=cfg.epochs + 1)
+    if kind in ("finished", "finished-other", "damaged", "checkpoint", "restart"):
+        (d / "config.json").write_text(json.dumps(cfg.to_dict()))
+    if kind in ("finished", "finished-other"):
+        done = other if kind == "finished-other" else cfg
+        (d / "results.json").write_text(json.dumps({"completed": True, "config_hash": done.hash(),
+                                                    "epochs_done": done.epochs}))
+    if kind == "damaged":
+        (d / "checkpoint.pt").mkdir()
+    if kind == "checkpoint":
+        (d / "checkpoint.pt").write_bytes(b"x")
+    if kind == "other-config":
+        (d / "config.json").write_text(json.dumps(other.to_dict()))
+        (d / "checkpoint.pt").write_bytes(b"x")  # another configuration's checkpoint: not resumed either
+    if kind == "unreadable-config":
+        (d / "config.json").write_text("{not json")
+    if kind == "foreign":
+        (d / "metrics.jsonl").write_text("")
+
+
+# what `coreaug train --resume` (start_mode) and the sweep's plan (plan_run) make of each state
+_SAME_RULES = {
+    "empty": ("fresh", "run"), "finished": ("finished", "skip"), "finished-other": (CheckpointError, "conflict"),
+    "damaged": (CheckpointError, "conflict"), "other-config": (CheckpointError, "conflict"),
+    "checkpoint": ("checkpoint", "resume"), "restart": ("restart", "run"),
+    "unreadable-config": (CheckpointError, "conflict"), "foreign": (CheckpointError, "conflict"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_SAME_RULES))
+def test_train_resume_and_the_sweep_read_a_folder_by_the_same_rules(tmp_path, kind):
+    from coreaug.runfolder import FOLDER_STATES
+    from coreaug.sweep import build_grid, plan_sweep
+
+    assert set(_SAME_RULES) | {"not-a-folder"} == set(FOLDER_STATES)
+    spec = build_grid(preset="digits-quick", methods="subset-only", selectors="random", fractions="0.1", seeds="0",
+                      overrides={"model": "mlp", "epochs": 2})
+    (p,) = plan_sweep(spec, tmp_path)
+    d = tmp_path / p.point.name
+    if kind != "empty":
+        _folder_with(d, p.cfg, kind)
+    folder = RunFolder(d)
+    assert folder.state(p.cfg).kind == kind
+    start, action = _SAME_RULES[kind]
+    (planned,) = plan_sweep(spec, tmp_path)
+    assert planned.action == action, planned.detail
+    if isinstance(start, str):
+        assert folder.start_mode(True, p.cfg, created=False) == start
+    else:
+        with pytest.raises(start) as err:
+            folder.start_mode(True, p.cfg, created=False)
+        assert "\n" not in str(err.value)
