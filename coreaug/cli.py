@@ -165,14 +165,23 @@ class _Interrupts:
             signal.signal(signal.SIGINT, self.previous[0] if self.previous[0] is not None else signal.SIG_DFL)
 
 
+def end_process(code: int, message: str = "") -> NoReturn:
+    """Flush stdout/stderr, write ``message`` to file descriptor 2 and end the process now with ``code``
+    (``os._exit``: no interpreter shutdown; see :class:`_Interrupts`). Also how a sweep's job process ends
+    (:func:`coreaug.launch.main`)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - ending anyway (a closed pipe)
+            pass
+    if message:
+        os.write(2, message.encode())
+    os._exit(code)
+
+
 def _exit_interrupted() -> NoReturn:
     """Print ``coreaug: interrupted`` and end the process now, with exit code 130."""
-    try:
-        sys.stdout.flush()
-    except BaseException:  # noqa: BLE001 - ending anyway
-        pass
-    os.write(2, b"coreaug: interrupted\n")
-    os._exit(130)
+    end_process(130, "coreaug: interrupted\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,18 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not standalone:
             interrupts.restore()
     if standalone:
-        _end_process(code)
+        end_process(code)
     return code
-
-
-def _end_process(code: int) -> NoReturn:
-    """Flush stdout/stderr and end the process with ``code`` (no interpreter shutdown; see :class:`_Interrupts`)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: BLE001 - ending anyway (a closed pipe)
-            pass
-    os._exit(code)
 
 
 def _main(argv: Sequence[str] | None, interrupts: _Interrupts | None = None) -> int:

@@ -19,6 +19,7 @@ __all__ = [
     "OutputError",
     "RunFolderBusyError",
     "DivergenceError",
+    "first_line",
 ]
 
 
@@ -64,3 +65,9 @@ class RunFolderBusyError(CoreaugError):
 
 class DivergenceError(CoreaugError):
     """The training loss became NaN or infinite (``allow_nonfinite`` turns this check off)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (``""`` for an empty one): what a one-line report shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

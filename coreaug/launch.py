@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from coreaug.errors import ConfigError, DatasetNotFoundError
+from coreaug.errors import ConfigError, DatasetNotFoundError, first_line
 from coreaug.runfolder import RunFolder
 
 #: ``--launcher`` values: ``local`` (this process, or ``--jobs N`` child processes), ``submitit`` / ``slurm``
@@ -73,8 +73,6 @@ def run_cell(task: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns ``{"results": {...}}`` (the sweep's keys of results.json) or ``{"error": "TypeName", "message":
     "first line"}``."""
-    from coreaug.sweep import error_line
-
     try:
         from coreaug.train import train
         from coreaug.train.config import config_from_dict
@@ -82,7 +80,7 @@ def run_cell(task: Mapping[str, Any]) -> dict[str, Any]:
         cfg = config_from_dict(task["config"])
         res = train(cfg, Path(task["out"]), resume=bool(task["resume"]), quiet=True)
     except Exception as exc:  # noqa: BLE001 - reported by the sweep in one line
-        return {"error": type(exc).__name__, "message": error_line(exc)}
+        return {"error": type(exc).__name__, "message": first_line(exc)}
     return {"results": {k: res.get(k) for k in _RESULT_KEYS}}
 
 
@@ -106,6 +104,8 @@ def main() -> int:
     path of its ``outcome`` file) from stdin, trains the cell with :func:`run_cell`, writes the outcome there
     (atomically) and waits for the next; it ends at end of input. Ctrl-C: ``coreaug: interrupted``, exit 130;
     the process ends with the sweep that started it."""
+    from coreaug.cli import end_process
+
     _end_with_parent()
     # the sweep stops its workers with SIGINT (they are in a session of their own: no terminal's Ctrl-C reaches
     # them), even where the sweep inherited SIGINT ignored (a background job) and so did they
@@ -118,19 +118,9 @@ def main() -> int:
                 task = json.loads(line)
                 write_json_atomic(task["outcome"], run_cell(task))
     except KeyboardInterrupt:
-        _exit(130, "coreaug: interrupted\n")
-    _exit(0, "")
+        end_process(130, "coreaug: interrupted\n")
+    end_process(0)
     return 0
-
-
-def _exit(code: int, message: str) -> None:
-    """Flush and end the process now (no interpreter shutdown, as :func:`coreaug.cli._end_process`)."""
-    with contextlib.suppress(BaseException):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    if message:
-        os.write(2, message.encode())
-    os._exit(code)
 
 
 def _end_with_parent() -> None:
@@ -226,6 +216,93 @@ def split_threads(jobs: int) -> int:
     return max(1, available_cpus() // jobs)
 
 
+# ------------------------------------------------------------------------------ the one loop of every launcher
+class Launcher:
+    """How a sweep's cells run. :meth:`run` is the one loop every launcher shares: settle the cells that need
+    no training, start cells while there is room, collect those that ended, stop every cell in flight on an
+    error or Ctrl-C. A launcher says how: :meth:`has_room`, :meth:`start`, :meth:`collect`, :meth:`busy`,
+    :meth:`stop` and, around the loop, :meth:`session` (:class:`InProcess`, :class:`LocalJobs`,
+    :class:`SubmititLauncher`)."""
+
+    poll_s: float = 0.1
+
+    def run(self, planned: Sequence[Any], tally: Any, deadline: float | None) -> None:
+        """Run the plan; results go to ``tally`` (:class:`coreaug.sweep.SweepTally`)."""
+        queue = deque(p for p in planned if not tally.settle(p, None))
+        if not queue:
+            return
+        with self.session():
+            try:
+                while queue or self.busy():
+                    while queue and self.has_room():
+                        p = queue.popleft()
+                        if not tally.settle(p, deadline):  # past the deadline: not started
+                            self.start(p, tally)
+                    if not self.collect(tally):
+                        time.sleep(self.poll_s)
+            except BaseException:  # Ctrl-C, a missing dataset, a bug: the cells in flight stop first
+                self.stop()
+                raise
+
+    def session(self) -> contextlib.AbstractContextManager:
+        """What the loop runs inside (a scratch folder, …); its normal exit ends the launcher's processes."""
+        return contextlib.nullcontext()
+
+    def has_room(self) -> bool:
+        """Whether another cell can start now."""
+        raise NotImplementedError
+
+    def start(self, p: Any, tally: Any) -> None:
+        """Start planned run ``p`` (log that it started)."""
+        raise NotImplementedError
+
+    def collect(self, tally: Any) -> bool:
+        """Record the cells that ended (:func:`record_outcome`); True when any did (else the loop waits)."""
+        raise NotImplementedError
+
+    def busy(self) -> bool:
+        """Whether cells are in flight."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the cells in flight, keeping their checkpoints."""
+
+
+@dataclass
+class InProcess(Launcher):
+    """One cell after another in this process (``coreaug sweep`` without ``--jobs``/``--launcher``): ``train_fn``
+    (default :func:`coreaug.train.train`) with ``quiet`` runs."""
+
+    train_fn: Any = None
+    quiet: bool = True
+
+    def has_room(self) -> bool:
+        return True
+
+    def busy(self) -> bool:
+        return False
+
+    def collect(self, tally: Any) -> bool:
+        return True  # each cell ended in start()
+
+    def start(self, p: Any, tally: Any) -> None:
+        from coreaug.sweep import resume_flag
+
+        train_fn = self.train_fn
+        if train_fn is None:
+            from coreaug.train import train as train_fn
+        resume = resume_flag(p)
+        t = time.perf_counter()
+        try:
+            res = train_fn(p.cfg, p.dir, resume=resume, quiet=self.quiet)
+        except DatasetNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line; the sweep goes on
+            tally.fail(p, type(exc).__name__, first_line(exc))
+            return
+        tally.finish(p, res, resumed=resume, seconds=time.perf_counter() - t)
+
+
 # --------------------------------------------------------------------------------- N child processes here
 @dataclass
 class _Cell:
@@ -252,7 +329,7 @@ class _Worker:
 
 
 @dataclass
-class LocalJobs:
+class LocalJobs(Launcher):
     """Run the cells ``jobs`` at a time on this machine, each job slot a child process (``python -m
     coreaug.launch``) that trains one cell after another (a cell that kills its process fails alone: the
     slot gets a new process).
@@ -268,33 +345,34 @@ class LocalJobs:
     poll_s: float = 0.1
     grace_s: float = STOP_GRACE_S
     _workers: dict[int, _Worker] = field(default_factory=dict, repr=False)
+    _tmp: Path | None = field(default=None, repr=False)
+    _gpus: list[str] = field(default_factory=list, repr=False)
 
-    def run(self, planned: Sequence[Any], tally: Any, deadline: float | None) -> None:
-        """Run the plan; results go to ``tally`` (:class:`coreaug.sweep.SweepTally`)."""
-        gpus = visible_gpus() if self.gpus is None else list(self.gpus)
-        queue = deque(p for p in planned if not tally.settle(p, None))
+    @contextlib.contextmanager
+    def session(self):
         with tempfile.TemporaryDirectory(prefix="coreaug-jobs-") as tmp:
-            try:
-                while queue or any(w.cell for w in self._workers.values()):
-                    self._fill(queue, tally, deadline, Path(tmp), gpus)
-                    if not self._reap(tally):
-                        time.sleep(self.poll_s)
-            except BaseException:  # Ctrl-C, a missing dataset, a bug: the children stop first
-                self.stop()
-                raise
+            self._tmp = Path(tmp)
+            self._gpus = visible_gpus() if self.gpus is None else list(self.gpus)
+            yield
             self.close()
 
-    def _fill(self, queue: deque, tally: Any, deadline: float | None, tmp: Path, gpus: list[str]) -> None:
-        """Hand queued cells to the idle job slots (none after the deadline)."""
-        for slot in range(self.jobs):
-            worker = self._workers.get(slot)
-            while queue and (worker is None or worker.cell is None):
-                p = queue.popleft()
-                if tally.settle(p, deadline):
-                    continue
-                if worker is None or worker.proc.poll() is not None:
-                    worker = self._workers[slot] = self._spawn(slot, tmp, gpus)
-                self._send(worker, p, tmp, tally)
+    def _idle_slot(self) -> int | None:
+        return next((slot for slot in range(self.jobs)
+                     if self._workers.get(slot) is None or self._workers[slot].cell is None), None)
+
+    def has_room(self) -> bool:
+        return self._idle_slot() is not None
+
+    def busy(self) -> bool:
+        return any(w.cell for w in self._workers.values())
+
+    def start(self, p: Any, tally: Any) -> None:
+        """Give ``p`` to an idle job slot, whose process is started (again, where it died) first."""
+        slot = self._idle_slot()
+        worker = self._workers.get(slot)
+        if worker is None or worker.proc.poll() is not None:
+            worker = self._workers[slot] = self._spawn(slot, self._tmp, self._gpus)
+        self._send(worker, p, self._tmp, tally)
 
     def _spawn(self, slot: int, tmp: Path, gpus: list[str]) -> _Worker:
         env = dict(os.environ, COREAUG_SWEEP_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
@@ -325,7 +403,7 @@ class LocalJobs:
         worker.cell = _Cell(p, Path(task["outcome"]), time.perf_counter(), task["resume"], offset)
         tally.log(f"{tally.tag(p)}: started ({worker.where})")
 
-    def _reap(self, tally: Any) -> bool:
+    def collect(self, tally: Any) -> bool:
         """Record the cells that ended (an outcome written, or their process gone); True when any did."""
         any_ended = False
         for worker in list(self._workers.values()):
@@ -403,7 +481,7 @@ def record_outcome(tally: Any, p: Any, outcome: Mapping[str, Any], *, resumed: b
 
 # ------------------------------------------------------------------------------------------ submitit
 @dataclass
-class SubmititLauncher:
+class SubmititLauncher(Launcher):
     """One submitit job per cell: on SLURM (``cluster="slurm"``) or as local processes (``"local"``).
 
     ``jobs``: the most cells in flight at once (``None``: all); ``threads`` as for :class:`LocalJobs`.
@@ -418,6 +496,7 @@ class SubmititLauncher:
     threads: int | None = None
     poll_s: float = 0.5
     _running: dict[Any, tuple[Any, float, bool]] = field(default_factory=dict, repr=False)
+    _executor: Any = field(default=None, repr=False)
 
     def executor(self) -> Any:
         submitit = import_submitit()
@@ -428,61 +507,44 @@ class SubmititLauncher:
         ex.update_parameters(**params)
         return ex
 
-    def run(self, planned: Sequence[Any], tally: Any, deadline: float | None) -> None:
-        """Submit the cells (at most ``jobs`` in flight), wait for all; results go to ``tally``."""
-        queue = deque(p for p in planned if not tally.settle(p, None))
-        if not queue:
-            return
-        ex = self.executor()
-        limit = self.jobs or len(queue)
-        try:
-            while queue or self._running:
-                while queue and len(self._running) < limit:
-                    p = queue.popleft()
-                    if not tally.settle(p, deadline):
-                        self._submit(ex, p, tally)
-                if not self._collect(tally):
-                    time.sleep(self.poll_s)
-        except BaseException:
-            self.cancel()
-            raise
+    def has_room(self) -> bool:
+        return self.jobs is None or len(self._running) < self.jobs
 
-    def _submit(self, ex: Any, p: Any, tally: Any) -> None:
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def start(self, p: Any, tally: Any) -> None:
+        """Submit ``p`` as one job (the executor is made with the first)."""
+        if self._executor is None:
+            self._executor = self.executor()
         task = cell_task(p, threads=self.threads)
         # a local job's controller process prints to the stdout/stderr it inherits (e.g. on Ctrl-C)
         local = self.cluster == "local"
         with _output_to(self.folder / "local-controllers.log") if local else contextlib.nullcontext():
-            job = ex.submit(CellJob(), task)
+            job = self._executor.submit(CellJob(), task)
         self._running[job] = (p, time.perf_counter(), task["resume"])
         tally.log(f"{tally.tag(p)}: submitted (job {job.job_id})")
 
-    def _collect(self, tally: Any) -> bool:
+    def collect(self, tally: Any) -> bool:
         done = [job for job in self._running if job.done()]
         for job in done:
             p, t, resumed = self._running.pop(job)
             try:
                 outcome = job.result()
             except Exception as exc:  # noqa: BLE001 - the job failed outside run_cell (killed, timed out …)
-                from coreaug.sweep import error_line
-
-                outcome = {"error": type(exc).__name__, "message": error_line(exc)}
+                outcome = {"error": type(exc).__name__, "message": first_line(exc)}
             record_outcome(tally, p, outcome, resumed=resumed, seconds=time.perf_counter() - t)
         return bool(done)
 
-    def cancel(self) -> None:
+    def stop(self) -> None:
         """Cancel the jobs in flight (SIGINT to local ones: they keep their checkpoints)."""
         running = list(self._running)
         self._running.clear()
         for job in running:
             with contextlib.suppress(Exception):
                 job.cancel(check=False)
-        for job in running:  # local jobs: wait (a while) for them to free their run folders
-            proc = getattr(job, "_process", None)
-            if proc is not None:
-                try:
-                    proc.wait(timeout=STOP_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        # local jobs: wait (a while, in all) for them to free their run folders
+        _wait_all([proc for job in running if (proc := getattr(job, "_process", None)) is not None], STOP_GRACE_S)
 
 
 @contextlib.contextmanager
@@ -558,7 +620,7 @@ def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool
                             gpus=gpus, jobs=jobs, threads=threads)
 
 
-__all__ = ["LAUNCHERS", "LocalJobs", "SubmititLauncher", "CellJob", "run_cell", "cell_task", "make_launcher",
+__all__ = ["LAUNCHERS", "Launcher", "InProcess", "LocalJobs", "SubmititLauncher", "CellJob", "run_cell", "cell_task", "make_launcher",
            "check_launcher", "check_jobs", "parse_slurm_time", "visible_gpus", "split_threads"]
 
 

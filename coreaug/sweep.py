@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from coreaug.errors import ConfigError, CoreaugError, DatasetNotFoundError
+from coreaug.errors import ConfigError, CoreaugError
 from coreaug.runfolder import RunFolder, same_config  # noqa: F401 (same_config re-exported)
 
 #: Keys a grid (preset, YAML file) may set.
@@ -572,9 +572,10 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
     keeps its checkpoint and resumes next time). With ``deadline`` (a ``time.perf_counter()`` value) no
     run starts after it: those left are reported as ``not started`` (neither done nor failed).
 
-    ``launcher`` (:mod:`coreaug.launch`: :class:`~coreaug.launch.LocalJobs` runs N cells at once as
-    subprocesses, :class:`~coreaug.launch.SubmititLauncher` sends them to SLURM) runs the same plan by the
-    same rules: it calls ``launcher.run(planned, tally, deadline)`` with a :class:`SweepTally`.
+    ``launcher`` (:mod:`coreaug.launch`; default :class:`~coreaug.launch.InProcess`, one cell after another
+    with ``train_fn``; :class:`~coreaug.launch.LocalJobs` runs N cells at once as subprocesses,
+    :class:`~coreaug.launch.SubmititLauncher` sends them to SLURM) runs the plan with the one loop of
+    :meth:`coreaug.launch.Launcher.run`, reporting to a :class:`SweepTally`.
 
     The sweep folder of every planned run is locked (:func:`coreaug.runlock.acquire_sweep_lock`, re-entrant:
     ``coreaug sweep`` already holds it while planning) for the whole call; another live sweep into one of
@@ -587,11 +588,13 @@ def run_sweep(planned: Sequence[PlannedRun], *, quiet_runs: bool = True,
     with contextlib.ExitStack() as locks:
         for folder in sorted({p.dir.parent for p in planned}, key=str):
             locks.enter_context(acquire_sweep_lock(folder))
-        if launcher is not None:
-            tally = SweepTally(list(planned), log)
-            launcher.run(list(planned), tally, deadline)
-            return tally.outcome()
-        return _run_planned(planned, quiet_runs=quiet_runs, log=log, train_fn=train_fn, deadline=deadline)
+        if launcher is None:
+            from coreaug.launch import InProcess
+
+            launcher = InProcess(train_fn, quiet=quiet_runs)
+        tally = SweepTally(list(planned), log)
+        launcher.run(list(planned), tally, deadline)
+        return tally.outcome()
 
 
 class SweepTally:
@@ -652,34 +655,6 @@ def resume_flag(p: PlannedRun) -> bool:
     checkpoint (see :func:`plan_run`), which starts over at epoch 0 with its config.json (train locks the
     folder and checks that config's hash)."""
     return p.action == "resume" or (p.action == "run" and RunFolder(p.dir).config_path.is_file())
-
-
-def error_line(exc: BaseException) -> str:
-    """The first line of an exception's message."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
-
-
-def _run_planned(planned: Sequence[PlannedRun], *, quiet_runs: bool, log: Callable[[str], None],
-                 train_fn: Callable[..., dict[str, Any]] | None, deadline: float | None) -> SweepOutcome:
-    """:func:`run_sweep`'s loop in this process (the sweep folders are locked)."""
-    if train_fn is None:
-        from coreaug.train import train as train_fn
-    tally = SweepTally(planned, log)
-    for p in planned:
-        if tally.settle(p, deadline):
-            continue
-        resume = resume_flag(p)
-        try:
-            t = time.perf_counter()
-            res = train_fn(p.cfg, p.dir, resume=resume, quiet=quiet_runs)
-        except DatasetNotFoundError:
-            raise
-        except (CoreaugError, Exception) as exc:  # one line; the sweep goes on
-            tally.fail(p, type(exc).__name__, error_line(exc))
-            continue
-        tally.finish(p, res, resumed=resume, seconds=time.perf_counter() - t)
-    return tally.outcome()
 
 
 def load_note() -> str:
