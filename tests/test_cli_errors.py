@@ -291,12 +291,12 @@ def test_divergence_stops_with_one_line_or_continues_with_strict_json(tmp_path, 
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     from coreaug.errors import DivergenceError
-    from coreaug.train import loop, resolve_config
+    from coreaug.train import loop, resolve_config, trainer
 
     cfg = resolve_config("digits-quick", overrides={"model": "mlp", "epochs": 3, "fraction": 0.1, "device": "cpu",
                                                     "strong_aug": "gaussian-noise", "batch_size": 64, "threads": 1})
-    real, broken = loop.weighted_batch_loss, {"on": False}
-    monkeypatch.setattr(loop, "weighted_batch_loss",
+    real, broken = trainer.weighted_loss, {"on": False}
+    monkeypatch.setattr(trainer, "weighted_loss",
                         lambda *a, **k: real(*a, **k) * (float("inf") if broken["on"] else 1.0))  # epoch 2 blows up
     saved = {}
 

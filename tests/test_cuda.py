@@ -34,7 +34,7 @@ def test_amp_training_step_matches_fp32(dtype):
     if dtype not in _amp_dtypes():
         pytest.skip(f"{dtype} not supported on this GPU")
     from coreaug.models import build_model
-    from coreaug.train.loop import weighted_batch_loss
+    from coreaug.train import weighted_batch_loss
 
     torch.manual_seed(0)
     ref = build_model("resnet20", 10, in_channels=3, image_size=32).to(GPU)

@@ -8,7 +8,7 @@ classified correctly) are ranked as if forgotten infinitely often. "Unforgettabl
 (learned once, never forgotten) are the ones that can be pruned.
 
 :class:`ForgettingTracker` holds that history for the ``n`` training examples; the training loop
-(:mod:`coreaug.train.loop`) updates it with the predictions of every training batch on the main
+(:class:`coreaug.train.observers.ForgettingObserver`) updates it with the predictions of every training batch on the main
 (weak-view) copies — appended strong-augmented copies are a different input and are not recorded.
 The loop adds each epoch's outcomes at the end of the epoch (under DDP gathered from every rank, in
 rank order), so there is no per-batch host synchronisation.

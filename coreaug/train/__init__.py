@@ -9,7 +9,9 @@ Public API::
 
 from coreaug.train.config import AUG_METHODS, METHODS, SELECTORS, SUBSET_METHODS, TrainConfig, resolve_config, validate
 from coreaug.api.epoch import EpochDataset, EpochPlan, plan_epoch
-from coreaug.train.loop import evaluate, train, weighted_batch_loss
+from coreaug.api.loss import weighted_loss as weighted_batch_loss
+from coreaug.train.loop import train
+from coreaug.train.trainer import evaluate
 from coreaug.train.presets import PRESETS
 
 __all__ = [

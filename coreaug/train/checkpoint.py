@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from coreaug.errors import CheckpointError
+from coreaug.errors import CheckpointError, first_line
 from coreaug.io import load_checkpoint, save_checkpoint
 from coreaug.runfolder import CHECKPOINT as CHECKPOINT_NAME  # the layout lives in RunFolder
 
@@ -61,7 +61,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         random.setstate(tuple(state["python"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"the RNG state in the checkpoint is missing or malformed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                              f"{first_line(exc)})") from None
     if "cuda" in state and torch.cuda.is_available():
         try:
             torch.cuda.set_rng_state_all(state["cuda"])

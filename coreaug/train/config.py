@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from coreaug.errors import ConfigError
+from coreaug.errors import ConfigError, first_line
 
 METHODS: tuple[str, ...] = ("full", "full-aug", "full+aug-subset", "subset-only", "random+aug-subset", "subset")
 #: Methods that train on a selected subset S (and therefore run the proxy pass + selector every R epochs).
@@ -621,7 +621,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
-        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse config file {path}: {first_line(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -18,17 +18,13 @@ the loss is ``mean_i(w_i · CE_i)``.
 from __future__ import annotations
 
 import os
-import platform
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from coreaug.api.loss import weighted_loss as weighted_batch_loss  # noqa: F401 (the Trainer's loss; tests patch it)
 from coreaug.augment import build_transform
 from coreaug.data import ArrayDataset, DataBundle, load_data
 from coreaug.device import default_threads
@@ -39,46 +35,13 @@ from coreaug.runfolder import CHECKPOINT, RunFolder
 from coreaug.runtime import derive_seed
 from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, warn_if_workers_differ
 from coreaug.train.config import TrainConfig, validate
-from coreaug.train.cost import cost_totals
 from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.observers import (  # noqa: F401 (METRIC_FIELDS re-exported)
     METRIC_FIELDS, CheckpointObserver, DiagnosticsObserver, EpochCallback, ForgettingObserver, MetricsObserver,
     Observer, ProgressObserver, TensorBoardObserver,
 )
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
-from coreaug.train.trainer import Trainer, _share
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp_dtype=None,
-             num_classes: int | None = None) -> tuple[float, float, float]:
-    """Mean cross-entropy, accuracy and class-balanced accuracy (mean per-class recall; the official
-    Caltech256 metric) of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
-    was_training = model.training
-    model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    loss_sum, preds, labels = 0.0, [], []
-    try:
-        for x, y, _ in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            ctx = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-            with ctx:
-                out = model(x)
-            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
-            preds.append(out.argmax(1).cpu())
-            labels.append(y.cpu())
-    finally:
-        model.train(was_training)
-    if not labels:
-        return 0.0, 0.0, 0.0
-    p, y = torch.cat(preds), torch.cat(labels)
-    hit = (p == y).double()
-    c = int(num_classes or int(y.max()) + 1)
-    per_class_n = torch.bincount(y, minlength=c).double()
-    per_class_hit = torch.bincount(y, weights=hit, minlength=c)
-    present = per_class_n > 0
-    balanced = float((per_class_hit[present] / per_class_n[present]).mean())
-    return loss_sum / y.numel(), float(hit.mean()), balanced
+from coreaug.train.trainer import Trainer
 
 
 #: In-memory datasets whose transformed copy fits this many bytes are transformed once up front for
@@ -145,50 +108,6 @@ def _locked_run_folder(out: Path, ctx: DistContext):
     finally:
         if lock is not None:
             lock.release()
-
-
-def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.device, world_size: int,
-              completed: bool, n_train: int | None = None) -> dict[str, Any]:
-    """The ``results.json`` content from the per-epoch rows."""
-    best = max(rows, key=lambda r: r["test_acc"]) if rows else None
-    return {
-        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
-        "selector": cfg.selector if cfg.uses_subset else None,
-        "fraction": cfg.fraction if cfg.uses_subset else 1.0,
-        "reselect_every": cfg.reselect_every if cfg.uses_subset else None,
-        "strong_aug": cfg.strong_aug if cfg.uses_strong_aug else None,
-        "pruning": None if cfg.pruning == "none" else cfg.pruning,
-        "label_noise": cfg.label_noise, "seed": cfg.seed, "epochs": cfg.epochs,
-        "epochs_done": len(rows), "completed": completed,
-        "final_test_acc": rows[-1]["test_acc"] if rows else None,
-        "final_test_loss": rows[-1]["test_loss"] if rows else None,
-        "final_train_loss": rows[-1]["train_loss"] if rows else None,
-        "final_test_balanced_acc": rows[-1]["test_balanced_acc"] if rows else None,
-        "best_test_acc": best["test_acc"] if best else None,
-        "best_epoch": best["epoch"] if best else None,
-        # speed-up inputs: wall-clock of training + selection (evaluation excluded), on this device
-        "train_time_total": sum(r["train_time"] for r in rows),
-        "selection_time_total": sum(r["selection_time"] for r in rows),
-        "eval_time_total": sum(r["eval_time"] for r in rows),
-        "selection_share": _share(sum(r["selection_time"] for r in rows), sum(r["train_time"] for r in rows)),
-        "proxy_pool": cfg.proxy_pool if cfg.uses_subset and cfg.selector != "random" else None,
-        "diagnostics_time_total": sum(r.get("diagnostics_time") or 0.0 for r in rows),
-        "wall_clock_total": rows[-1]["wall_clock"] if rows else 0.0,
-        "elapsed_total": rows[-1]["elapsed"] if rows else 0.0,
-        "examples_seen_total": sum(r["epoch_examples"] for r in rows),
-        "steps_total": sum(r["steps"] for r in rows),
-        "mean_subset_size": (sum(r["subset_size"] for r in rows) / len(rows)) if rows else 0.0,
-        "n_selections": sum(1 for r in rows if r["reselected"]),
-        **cost_totals(cfg, rows, n_train),
-        "config_hash": cfg.hash(), "device": str(device), "world_size": world_size,
-        "torch": torch.__version__, "host": platform.node(),
-    }
-
-
-
-
-
-
 
 
 def train(

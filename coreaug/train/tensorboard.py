@@ -57,7 +57,7 @@ class TensorBoardLogger:
         self.writer = writer_cls(log_dir=str(log_dir))
 
     def log_epoch(self, row: dict[str, Any]) -> None:
-        """One metrics row (``coreaug.train.loop.METRIC_FIELDS``), at step ``row["epoch"]``."""
+        """One metrics row (``coreaug.train.observers.METRIC_FIELDS``), at step ``row["epoch"]``."""
         step = int(row["epoch"])
         for k, v in row.items():
             val = _scalar(v)

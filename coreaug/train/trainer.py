@@ -22,19 +22,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from coreaug.api.epoch import WEAK
+from coreaug.api.loss import per_example_loss, weighted_loss
 from coreaug.distributed import DistContext, all_gather_object, all_reduce_sum, barrier
 from coreaug.errors import DivergenceError
 from coreaug.hooks import pause_armed, pause_point
 from coreaug.runtime import Timer, derive_seed, seed_everything
 from coreaug.train.config import TrainConfig
 from coreaug.train.cost import peak_memory_mb
+from coreaug.train.results import selection_share, summarize
 from coreaug.train.observers import Observer
 
-__all__ = ["Trainer", "StepOutput", "EpochStats"]
+__all__ = ["Trainer", "StepOutput", "EpochStats", "evaluate"]
 
 
 @dataclass
@@ -149,9 +152,6 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int) -> EpochStats:
         """Reselect when due, then one pass over the epoch's batches (weighted loss, AMP, DDP)."""
-        from coreaug.api.loss import per_example_loss
-        from coreaug.train import loop  # the loss is looked up there (tests patch it)
-
         cfg, device, coreset = self.cfg, self.device, self.coreset
         # per-epoch seeding: every epoch's randomness is a function of (seed, epoch); a resume replays it
         seed_everything(derive_seed(cfg.seed, epoch, 0))
@@ -173,7 +173,7 @@ class Trainer:
                     logits = self.model(x)
                     # dynamic pruning scores examples by the losses training sees (main-view copies)
                     pe = per_example_loss(logits, y) if coreset.pruning is not None else None
-                    loss = loop.weighted_batch_loss(logits, y, w, per_example=pe)
+                    loss = weighted_loss(logits, y, w, per_example=pe)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
@@ -214,7 +214,6 @@ class Trainer:
     def evaluate(self) -> tuple[float, float, float, float]:
         """Test loss, accuracy, balanced accuracy (rank 0; zeros elsewhere) and the seconds it took."""
         from coreaug.device import resolve_eval_batch_size
-        from coreaug.train.loop import evaluate
 
         with Timer(self.device) as t:
             if not self.ctx.is_main:
@@ -228,8 +227,6 @@ class Trainer:
     def fit(self, out: Path, *, stop_after_epoch: int | None = None) -> dict[str, Any]:
         """Train from ``start_epoch`` to ``cfg.epochs`` (or stop after ``stop_after_epoch``, as if killed);
         return the ``results.json`` content (written by the caller)."""
-        from coreaug.train.loop import summarize
-
         cfg, ctx = self.cfg, self.ctx
         self.out = out
         for obs in self.observers:
@@ -277,7 +274,7 @@ class Trainer:
             "subset_weight_max": float(weights.max()) if weights is not None and weights.numel() else None,
             "epoch_examples": s.epoch_examples, "reselected": s.reselected, "steps": s.steps,
             # share of this epoch's train + selection wall-clock spent selecting (evaluation excluded)
-            "selection_share": _share(s.selection_time, s.train_time),
+            "selection_share": selection_share(s.selection_time, s.train_time),
             "diagnostics_time": 0.0, "diag_examples": 0,
             # cost in example-passes (all ranks): training forward + backward, the proxy pass's forwards
             "fwd_train": s.examples, "bwd_train": s.examples,
@@ -294,11 +291,6 @@ def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
                            nesterov=cfg.nesterov)
 
 
-def _share(selection: float, train: float) -> float:
-    """Selection's share of train + selection wall-clock (0 when nothing ran)."""
-    return selection / (selection + train) if selection + train > 0 else 0.0
-
-
 def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
     """A :class:`~coreaug.select.ForgettingTracker` when the selector needs the training history
     (restored from the checkpoint on resume), else ``None``."""
@@ -310,3 +302,35 @@ def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | N
     if checkpoint is not None and checkpoint.get("forgetting") is not None:
         tracker.load_state_dict(checkpoint["forgetting"])
     return tracker
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, *, batch_size: int, device: torch.device, amp_dtype=None,
+             num_classes: int | None = None) -> tuple[float, float, float]:
+    """Mean cross-entropy, accuracy and class-balanced accuracy (mean per-class recall; the official
+    Caltech256 metric) of ``model`` on ``dataset`` (eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loss_sum, preds, labels = 0.0, [], []
+    try:
+        for x, y, _ in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            ctx = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+            with ctx:
+                out = model(x)
+            loss_sum += float(F.cross_entropy(out.float(), y, reduction="sum"))
+            preds.append(out.argmax(1).cpu())
+            labels.append(y.cpu())
+    finally:
+        model.train(was_training)
+    if not labels:
+        return 0.0, 0.0, 0.0
+    p, y = torch.cat(preds), torch.cat(labels)
+    hit = (p == y).double()
+    c = int(num_classes or int(y.max()) + 1)
+    per_class_n = torch.bincount(y, minlength=c).double()
+    per_class_hit = torch.bincount(y, weights=hit, minlength=c)
+    present = per_class_n > 0
+    balanced = float((per_class_hit[present] / per_class_n[present]).mean())
+    return loss_sum / y.numel(), float(hit.mean()), balanced
