@@ -41,7 +41,7 @@ def _sharded_selection_worker(rank: int, world: int, port: int, out_dir: str, se
 
     import torch.distributed as dist
 
-    from coreaug.train.distributed import DistContext
+    from coreaug.distributed import DistContext
     from coreaug.train.subsets import select_subset
 
     torch.set_num_threads(1)

@@ -15,7 +15,7 @@ from coreaug.proxies import compute_proxies
 from coreaug.select import select
 from coreaug.select.budgets import class_budgets
 from coreaug.train.config import TrainConfig, resolve_config
-from coreaug.train.epoch_data import derive_seed
+from coreaug.runtime import derive_seed
 from coreaug.train.subsets import class_budget_plan, select_subset, split_classes, stratified_pool
 
 CPU = torch.device("cpu")
@@ -175,7 +175,7 @@ class _RandomView(torch.utils.data.Dataset):
 
 
 def test_persistent_loader_matches_the_plan_and_is_deterministic_for_any_worker_count():
-    from coreaug.train.epoch_data import PersistentEpochLoader, plan_epoch
+    from coreaug.api.epoch import PersistentEpochLoader, plan_epoch
 
     n = 40
     weak, strong = _RandomView(n, 0.0), _RandomView(n, 10.0)

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from coreaug.data.base import ArrayDataset
 from coreaug.errors import ConfigError
 from coreaug.train import METHODS, PRESETS, EpochDataset, TrainConfig, plan_epoch, resolve_config, weighted_batch_loss
-from coreaug.train.epoch_data import STRONG, WEAK, make_loader
-from coreaug.train.subsets import needs_reselection
+from coreaug.api.epoch import STRONG, WEAK, make_loader
 
 N = 20
 S = torch.tensor([2, 5, 11, 17])
@@ -121,8 +120,14 @@ def test_weighted_loss_equals_manual_computation():
 
 
 def test_reselection_schedule():
-    assert [e for e in range(10) if needs_reselection(e, 3)] == [0, 3, 6, 9]
-    assert [e for e in range(4) if needs_reselection(e, 1)] == [0, 1, 2, 3]
+    from torch.utils.data import TensorDataset
+
+    from coreaug.api import AugmentedCoreset
+
+    data = TensorDataset(torch.randn(20, 3), torch.arange(20) % 2)
+    for every, epochs, expect in ((3, 10, [0, 3, 6, 9]), (1, 4, [0, 1, 2, 3])):
+        coreset = AugmentedCoreset(data, selector="random", fraction=0.5, reselect_every=every, regime="subset")
+        assert [e for e in range(epochs) if coreset.update(None, e)] == expect
 
 
 def test_resolve_config_precedence(tmp_path):
@@ -212,3 +217,15 @@ def test_adamw_optimizer_trains_and_resumes_bit_for_bit(tmp_path):
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert "exp_avg_sq" in next(iter(a["optimizer"]["state"].values()))  # AdamW's state, not SGD's momentum
+
+
+@pytest.mark.parametrize("old, new, name", [("coreaug.train.epoch_data", "coreaug.api.epoch", "plan_epoch"),
+                                            ("coreaug.train.distributed", "coreaug.distributed", "DistContext")])
+def test_moved_modules_still_import_and_say_where_they_went(old, new, name):
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"moved to {new}"):
+        module = importlib.import_module(old)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)

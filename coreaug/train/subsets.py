@@ -37,11 +37,6 @@ class SubsetState:
         }
 
 
-def needs_reselection(epoch: int, every: int) -> bool:
-    """True at epochs 0, R, 2R, … (docs/paper-notes.md §5.2)."""
-    return epoch % every == 0
-
-
 def coreset_for(cfg: TrainConfig, weak: Dataset, strong: Dataset | None, eval_train: Dataset, *, num_workers: int = 0,
                 history=None, num_classes: int | None = None) -> AugmentedCoreset:
     """The :class:`AugmentedCoreset` of a run: ``cfg``'s regime, selector and budgets over its views
