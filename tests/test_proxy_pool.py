@@ -16,7 +16,8 @@ from coreaug.select import select
 from coreaug.select.budgets import class_budgets
 from coreaug.train.config import TrainConfig, resolve_config
 from coreaug.runtime import derive_seed
-from coreaug.train.subsets import class_budget_plan, select_subset, split_classes, stratified_pool
+from coreaug.api.selection import class_budget_plan, split_classes, stratified_pool
+from coreaug.train.subsets import select_subset
 
 CPU = torch.device("cpu")
 

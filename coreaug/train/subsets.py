@@ -15,10 +15,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from coreaug.api.coreset import AugmentedCoreset
-from coreaug.api.selection import class_budget_plan, split_classes, stratified_pool  # noqa: F401 (re-exported)
 from coreaug.distributed import DistContext
-from coreaug.runtime import Timer  # noqa: F401 (re-exported)
-from coreaug.train.config import TrainConfig
+from coreaug.train.config import PruningConfig, TrainConfig
 
 
 @dataclass
@@ -46,18 +44,18 @@ def coreset_for(cfg: TrainConfig, weak: Dataset, strong: Dataset | None, eval_tr
         reselect_every=cfg.reselect_every, regime=cfg.method, seed=cfg.seed, per_class=cfg.per_class, proxy=cfg.proxy,
         proxy_pool=cfg.proxy_pool, aug_weight=cfg.aug_weight, proxy_batch_size=cfg.eval_batch_size,
         proxy_num_workers=num_workers, history=history, num_classes=num_classes,
-        pruning=cfg.pruning, epochs=cfg.epochs, pruning_options=pruning_options(cfg),
+        pruning=cfg.pruning, epochs=cfg.epochs, pruning_options=pruning_options(cfg.dynamic_pruning),
     )
 
 
-def pruning_options(cfg: TrainConfig) -> dict:
-    """The settings of ``cfg.pruning`` (none when it is off)."""
-    if cfg.pruning == "none":
+def pruning_options(p: PruningConfig) -> dict:
+    """The settings of ``p.pruning`` for :func:`~coreaug.api.pruning.make_pruning` (none when it is off)."""
+    if p.pruning == "none":
         return {}
-    if cfg.pruning == "infobatch":
-        return {"prune_ratio": cfg.prune_ratio, "delta": cfg.prune_delta}
-    opts = {"keep": cfg.prune_keep, "c": cfg.prune_c, "window": cfg.prune_window}
-    return {**opts, "epsilon": cfg.prune_epsilon} if cfg.pruning == "epsilon-greedy" else opts
+    if p.pruning == "infobatch":
+        return {"prune_ratio": p.prune_ratio, "delta": p.prune_delta}
+    opts = {"keep": p.prune_keep, "c": p.prune_c, "window": p.prune_window}
+    return {**opts, "epsilon": p.prune_epsilon} if p.pruning == "epsilon-greedy" else opts
 
 
 def select_subset(cfg: TrainConfig, model: nn.Module, eval_train_view: Dataset, *, epoch: int, device: torch.device,

@@ -32,7 +32,7 @@ from coreaug.distributed import DistContext, all_gather_object, all_reduce_sum, 
 from coreaug.errors import DivergenceError
 from coreaug.hooks import pause_armed, pause_point
 from coreaug.runtime import Timer, derive_seed, seed_everything
-from coreaug.train.config import TrainConfig
+from coreaug.train.config import OptimisationConfig, TrainConfig
 from coreaug.train.cost import peak_memory_mb
 from coreaug.train.results import selection_share, summarize
 from coreaug.train.observers import Observer
@@ -100,7 +100,7 @@ class Trainer:
         self.raw_model = build_model(cfg.model, bundle.num_classes, in_channels=bundle.in_channels,
                                      image_size=cfg.image_size or bundle.image_size,
                                      weights_path=cfg.weights).to(device)
-        self.optimizer = _optimizer(cfg, self.raw_model.parameters())
+        self.optimizer = _optimizer(cfg.optimisation, self.raw_model.parameters())
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
                                                               gamma=cfg.lr_gamma)
         self.amp_dtype = self._amp_dtype()
@@ -283,12 +283,12 @@ class Trainer:
         }
 
 
-def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """``cfg.optimizer``: SGD with momentum (the paper's) or AdamW (decoupled weight decay, default betas)."""
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov)
+def _optimizer(opt: OptimisationConfig, params) -> torch.optim.Optimizer:
+    """``opt.optimizer``: SGD with momentum (the paper's) or AdamW (decoupled weight decay, default betas)."""
+    if opt.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay,
+                           nesterov=opt.nesterov)
 
 
 def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
