@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from coreaug.commands._args import check_ranges
 from coreaug.device import resolve_device
@@ -188,51 +191,65 @@ def _print_summary(results: dict[str, dict], out: Path) -> None:
     print(f"wrote {out / 'spectra.json'} and {out / 'spectra.npz'}")
 
 
-def run(args: argparse.Namespace) -> int:
-    import spectra
-    from tqdm.auto import tqdm
+@dataclass
+class _Inputs:
+    """What every condition is measured on: the model, its examples (pixels in [0, 1]) and settings."""
 
+    bundle: Any
+    model: nn.Module
+    params: Any
+    x_pix: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    dtype: torch.dtype
+    device: torch.device
+
+    def normalise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.mean) / self.std
+
+
+def _inputs(args: argparse.Namespace, device: torch.device) -> _Inputs:
+    """Load the data and the model (with ``--checkpoint``), and draw the examples."""
     from coreaug.data import load_data
     from coreaug.models import build_model, load_weights
 
-    t_start = time.time()
-    check_ranges(args, positive=("rank", "pgd_steps", "block_size"))
-    device = resolve_device(args.device)
-    conditions = _conditions(args)
-    check_output_dir(args.out)
-    dtype = torch.float32 if args.float32 else torch.float64
     torch.manual_seed(args.seed)
-
     bundle = load_data(args.dataset, args.data_root)
     model = build_model(args.model, bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
     if args.checkpoint:
         load_weights(model, args.checkpoint)
     model = model.to(device).eval()
     params = _param_spec(args.params)
-
     x_pix, y, index = _load_examples(bundle, args.split, args.num_examples, args.seed)
-    rank = args.rank = _check_rank(args, bundle.num_classes)
-    x_pix, y = x_pix.to(device), y.to(device)
-    mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1)
+    args.rank = _check_rank(args, bundle.num_classes)
+    return _Inputs(bundle, model, params, x_pix.to(device), y.to(device), index,
+                   torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1),
+                   torch.tensor(bundle.std, device=device).view(1, -1, 1, 1),
+                   torch.float32 if args.float32 else torch.float64, device)
 
-    def normalise(z: torch.Tensor) -> torch.Tensor:
-        return (z - mean) / std
 
-    targets = y if args.outputs == "true-class" else None
+def _measure(args: argparse.Namespace, conditions, inp: _Inputs) -> tuple[dict, dict, dict | None]:
+    """Every condition's shift report: (results by condition, arrays for the NPZ, the clean summary)."""
+    import spectra
+    from tqdm.auto import tqdm
+
+    targets = inp.y if args.outputs == "true-class" else None
     bar = tqdm(total=len(conditions), desc="spectra", unit="cond", disable=args.no_progress)
     results: dict[str, dict] = {}
     arrays: dict[str, np.ndarray] = {}
     clean_summary = None
     for name, spec in conditions:
-        x_new, delta = _perturbed(spec, x_pix, y, model, normalise, params, bundle, args)
+        x_new, delta = _perturbed(spec, inp.x_pix, inp.y, inp.model, inp.normalise, inp.params, inp.bundle, args)
         norms = spectra.perturbation_norms(delta)
         # joint Gram of [J(x); J(x̃)] — blockwise, J never materialised
-        xx = normalise(torch.cat([x_pix, x_new]))
+        xx = inp.normalise(torch.cat([inp.x_pix, x_new]))
         tt = None if targets is None else torch.cat([targets, targets])
-        G = spectra.gram_matrix(model, xx, params=params, targets=tt, dtype=dtype, block_size=args.block_size)
+        G = spectra.gram_matrix(inp.model, xx, params=inp.params, targets=tt, dtype=inp.dtype,
+                                block_size=args.block_size)
         N = G.shape[0] // 2
-        r = max(1, min(rank, N - 1))
+        r = max(1, min(args.rank, N - 1))
         rep = spectra.shift_report_from_gram(G, r)
         if clean_summary is None:
             clean_summary = _clean_summary(rep["sigma_clean"], N)
@@ -246,16 +263,28 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(name)
         bar.update(1)
     bar.close()
+    return results, arrays, clean_summary
 
+
+def run(args: argparse.Namespace) -> int:
+    import spectra
+
+    t_start = time.time()
+    check_ranges(args, positive=("rank", "pgd_steps", "block_size"))
+    device = resolve_device(args.device)
+    conditions = _conditions(args)
+    check_output_dir(args.out)
+    inp = _inputs(args, device)
+    results, arrays, clean_summary = _measure(args, conditions, inp)
     out = Path(args.out)
     report = {
         "command": "spectra",
-        "dataset": bundle.name, "split": args.split, "model": args.model, "checkpoint": args.checkpoint,
-        "num_examples": int(x_pix.shape[0]), "outputs": args.outputs, "params": args.params,
-        "num_params": spectra.parameter_layout(model, params)[-1].stop, "dtype": str(dtype).replace("torch.", ""),
-        "device": str(device), "seed": args.seed,
+        "dataset": inp.bundle.name, "split": args.split, "model": args.model, "checkpoint": args.checkpoint,
+        "num_examples": int(inp.x_pix.shape[0]), "outputs": args.outputs, "params": args.params,
+        "num_params": spectra.parameter_layout(inp.model, inp.params)[-1].stop,
+        "dtype": str(inp.dtype).replace("torch.", ""), "device": str(device), "seed": args.seed,
         "eps": args.eps, "norm": args.norm, "eps_scale": "pixels in [0, 1], before normalisation",
-        "example_indices": index.tolist(),
+        "example_indices": inp.index.tolist(),
         "clean": clean_summary,
         "conditions": results,
         "seconds": round(time.time() - t_start, 2),

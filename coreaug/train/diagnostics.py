@@ -256,6 +256,70 @@ def _head(model: nn.Module, x: torch.Tensor, logits_h: tuple[torch.Tensor, torch
     return model, x
 
 
+_HEAD_PARAMS = "all"  # all parameters of the head (the classifier for "last", the whole model for "all")
+
+
+def _spectrum_columns(model: nn.Module, probe: Probe, clean, aug, params: str, batch_size: int,
+                      gram_block_bytes: int) -> dict[str, Any]:
+    """Spectrum, shift and rotation from the joint Gram of [J; J̃] (true-class logit): the ``sv_*``,
+    rank/cond/eff_rank, shift and angle columns and the ``sigma*`` arrays."""
+    n = probe.y.numel()
+    device = next(model.parameters()).device
+    y = probe.y.to(device)
+    gram_kw = dict(dtype=torch.float64, max_block_bytes=gram_block_bytes, chunk_size=batch_size)
+    mod, inp = _head(model, probe.x.to(device), clean, params)
+    if aug is not None:
+        _, inp_aug = _head(model, probe.x_aug.to(device), aug, params)
+        G_joint = spectra.gram_matrix(mod, torch.cat([inp, inp_aug]), params=_HEAD_PARAMS, targets=torch.cat([y, y]),
+                                      **gram_kw)
+        spec = spectrum_from_gram(G_joint, G_joint[:n, :n], groups=probe.y.to(G_joint.device))
+    else:
+        G = spectra.gram_matrix(mod, inp, params=_HEAD_PARAMS, targets=y, **gram_kw)
+        spec = spectrum_from_gram(None, G, groups=probe.y.to(G.device))
+    s = spec["sigma"]
+    k = min(TOP_K, n)
+    out: dict[str, Any] = {"num_params": sum(p.numel() for p in mod.parameters())}
+    out.update({f"sv_top{i + 1}": float(s[i]) for i in range(k)})
+    out.update({f"sv_bottom{i + 1}": float(s[n - 1 - i]) for i in range(k)})
+    out.update({key: spec.get(key) for key in ("rank", "cond", "eff_rank", "rank_appended", "cond_appended",
+                                              "eff_rank_appended", "shift_bottom10", "shift_top10", "shift_ratio",
+                                              "angle_rank", "angle_max_deg")})
+    out["sigma"] = s.cpu()
+    for key in ("sigma_appended", "relative_increase", "principal_angles_deg"):
+        out[key] = spec[key].cpu() if key in spec else None
+    return out
+
+
+def _alignment_columns(model: nn.Module, probe: Probe, clean, aug, params: str, batch_size: int, select_fn,
+                       random_fn) -> dict[str, Any]:
+    """Alignment error ξ of the run's selector on the probe vs a random subset (all logits, CE residual);
+    the ξ columns stay ``None`` without ``select_fn``."""
+    out: dict[str, Any] = {"subset_size": None, "xi_subset_clean": None, "xi_random_clean": None,
+                           "xi_subset_aug": None, "xi_random_aug": None}
+    if select_fn is None:
+        return out
+    device = next(model.parameters()).device
+    y = probe.y.to(device)
+    idx, w = select_fn(clean[0], clean[1], probe.y)
+    subsets = {"subset": (idx.cpu().long(), w.cpu().double())}
+    out.update({"subset_size": int(idx.numel()), "subset_indices": idx.cpu().long(), "subset_weights": w.cpu().double()})
+    if random_fn is not None:
+        ridx, rw = random_fn(probe.y)
+        subsets["random"] = (ridx.cpu().long(), rw.cpu().double())
+        out.update({"random_size": int(ridx.numel()), "random_indices": ridx.cpu().long()})
+    for tag, (logits_h, xs) in {"clean": (clean, probe.x), "aug": (aug, probe.x_aug)}.items():
+        if logits_h is None:
+            continue
+        mod, inp = _head(model, xs.to(device), logits_h, params)
+        op = spectra.JacobianOperator(mod, inp, params=_HEAD_PARAMS, dtype=torch.float64, chunk_size=batch_size)
+        resid = spectra.residuals(logits_h[0].double(), y, kind="ce")
+        rows = {r["name"]: r for r in spectra.alignment_errors(op, resid, subsets, scale="mean")}
+        for name in subsets:
+            out[f"xi_{name}_{tag}"] = rows[name]["xi_relative"]
+            out[f"xi_abs_{name}_{tag}"] = rows[name]["xi"]
+    return out
+
+
 def probe_diagnostics(
     model: nn.Module,
     probe: Probe,
@@ -276,60 +340,14 @@ def probe_diagnostics(
     if params not in PARAM_MODES:
         raise ConfigError(f"unknown diagnostics params {params!r}; choose one of: {', '.join(PARAM_MODES)}")
     n = probe.y.numel()
-    device = next(model.parameters()).device
-    y = probe.y.to(device)
     clean = _forward(model, probe.x, batch_size)
     aug = _forward(model, probe.x_aug, batch_size) if probe.x_aug is not None else None
     if not all(bool(torch.isfinite(t).all()) for pair in (clean, aug) if pair is not None for t in pair):
         # a diverged model (training with allow_nonfinite): nothing to measure, the row stays empty
         return {"probe_size": n, "params": params, "error": "the model's outputs on the probe are not finite"}
-    gram_kw = dict(dtype=torch.float64, max_block_bytes=gram_block_bytes, chunk_size=batch_size)
-    pspec = "all"  # all parameters of the head (the classifier for "last", the whole model for "all")
-
-    # spectrum, shift and rotation from the joint Gram of [J; J̃] (true-class logit)
-    mod, inp = _head(model, probe.x.to(device), clean, params)
-    if aug is not None:
-        _, inp_aug = _head(model, probe.x_aug.to(device), aug, params)
-        G_joint = spectra.gram_matrix(mod, torch.cat([inp, inp_aug]), params=pspec, targets=torch.cat([y, y]), **gram_kw)
-        spec = spectrum_from_gram(G_joint, G_joint[:n, :n], groups=probe.y.to(G_joint.device))
-    else:
-        G = spectra.gram_matrix(mod, inp, params=pspec, targets=y, **gram_kw)
-        spec = spectrum_from_gram(None, G, groups=probe.y.to(G.device))
-    num_params = sum(p.numel() for p in mod.parameters())
-    s = spec["sigma"]
-    k = min(TOP_K, n)
-    out: dict[str, Any] = {"probe_size": n, "num_params": num_params, "params": params}
-    out.update({f"sv_top{i + 1}": float(s[i]) for i in range(k)})
-    out.update({f"sv_bottom{i + 1}": float(s[n - 1 - i]) for i in range(k)})
-    out.update({key: spec.get(key) for key in ("rank", "cond", "eff_rank", "rank_appended", "cond_appended",
-                                              "eff_rank_appended", "shift_bottom10", "shift_top10", "shift_ratio",
-                                              "angle_rank", "angle_max_deg")})
-    out["sigma"] = s.cpu()
-    for key in ("sigma_appended", "relative_increase", "principal_angles_deg"):
-        out[key] = spec[key].cpu() if key in spec else None
-
-    # alignment error ξ of the run's selector on the probe vs a random subset (all logits, CE residual)
-    out.update({"subset_size": None, "xi_subset_clean": None, "xi_random_clean": None, "xi_subset_aug": None,
-                "xi_random_aug": None})
-    if select_fn is not None:
-        idx, w = select_fn(clean[0], clean[1], probe.y)
-        subsets = {"subset": (idx.cpu().long(), w.cpu().double())}
-        out.update({"subset_size": int(idx.numel()), "subset_indices": idx.cpu().long(),
-                    "subset_weights": w.cpu().double()})
-        if random_fn is not None:
-            ridx, rw = random_fn(probe.y)
-            subsets["random"] = (ridx.cpu().long(), rw.cpu().double())
-            out.update({"random_size": int(ridx.numel()), "random_indices": ridx.cpu().long()})
-        for tag, (logits_h, xs) in {"clean": (clean, probe.x), "aug": (aug, probe.x_aug)}.items():
-            if logits_h is None:
-                continue
-            mod, inp = _head(model, xs.to(device), logits_h, params)
-            op = spectra.JacobianOperator(mod, inp, params=pspec, dtype=torch.float64, chunk_size=batch_size)
-            resid = spectra.residuals(logits_h[0].double(), y, kind="ce")
-            rows = {r["name"]: r for r in spectra.alignment_errors(op, resid, subsets, scale="mean")}
-            for name in subsets:
-                out[f"xi_{name}_{tag}"] = rows[name]["xi_relative"]
-                out[f"xi_abs_{name}_{tag}"] = rows[name]["xi"]
+    spectrum = _spectrum_columns(model, probe, clean, aug, params, batch_size, gram_block_bytes)
+    out: dict[str, Any] = {"probe_size": n, "num_params": spectrum.pop("num_params"), "params": params, **spectrum}
+    out.update(_alignment_columns(model, probe, clean, aug, params, batch_size, select_fn, random_fn))
     return out
 
 
