@@ -291,33 +291,72 @@ def _refused_global(message: str) -> str:
     return next((g for g in found.groups() if g), "?") if found else "?"
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
+                    what: str = "checkpoint") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, raising :class:`CheckpointError` if unreadable.
 
     The file is unpickled with ``weights_only=True``: tensors, containers and plain values only (plus the
     numpy RNG-state array of older checkpoints), so a crafted file cannot run code; one that needs anything
-    else is refused with one line.
+    else is refused with one line. Messages name the file as ``what`` (e.g. ``"weights file"``).
     """
     path = Path(path)
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"checkpoint {path} {what}")
+        why = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"{what} {path} {why}")
     try:
         with torch.serialization.safe_globals(_legacy_safe_globals()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a garbage file: refused below
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if not re.search(r"GLOBAL |Can only build|allowlisted", str(exc)):
-            raise CheckpointError(f"checkpoint {path} is corrupted or unreadable (UnpicklingError); "
+            raise CheckpointError(f"{what} {path} is corrupted or unreadable (UnpicklingError); "
                                   "delete it or pass another") from None
         raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors and plain values ({_refused_global(str(exc))}); "
+            f"{what} {path} holds objects other than tensors and plain values ({_refused_global(str(exc))}); "
             "refused to load it, since unpickling them could run code: pass a coreaug checkpoint or a state dict"
         ) from None
     except Exception as exc:  # torch raises many types for truncated/corrupted files
         raise CheckpointError(
-            f"checkpoint {path} is corrupted or unreadable ({type(exc).__name__}); delete it or pass another"
+            f"{what} {path} is corrupted or unreadable ({type(exc).__name__}); delete it or pass another"
         ) from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} does not hold a state dictionary")
+        raise CheckpointError(f"{what} {path} does not hold a state dictionary")
     return state
+
+
+#: Entries of a checkpoint dict that wrap the model's state dict (Lightning-style, then ``coreaug train``'s).
+STATE_DICT_ENTRIES: tuple[str, ...] = ("state_dict", "model")
+
+
+def _not_tensors(state: dict[Any, Any]) -> str | None:
+    """What keeps ``state`` from being a state dict (its first name that is not a string, or entry that is
+    not a tensor), as a short phrase; ``None`` when every entry is a tensor under a string name."""
+    for name, value in state.items():
+        if not isinstance(name, str):
+            return f"name {name!r} is not a string ({type(name).__name__})"
+        if not isinstance(value, torch.Tensor):
+            return f"entry {name!r} holds {type(value).__name__}, not a tensor"
+    return None
+
+
+def read_state_dict(path: str | os.PathLike, *, what: str = "weights file") -> dict[str, torch.Tensor]:
+    """The state dict (names → tensors) in the file ``path``: the file's dict itself, or the one it wraps
+    under ``"state_dict"`` and/or ``"model"`` (a Lightning or ``coreaug train`` checkpoint); the
+    DistributedDataParallel ``module.`` prefix is stripped from the names.
+
+    The one reader of state-dict files (``--weights``, ``--checkpoint``). It loads with
+    :func:`load_checkpoint` (``weights_only=True``: a crafted file cannot run code). A missing path, a
+    folder, a damaged or refused file, or anything but a mapping of tensors raises a one-line
+    :class:`CheckpointError` whose message names the file as ``what`` (``"weights file"``, ``"checkpoint"``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist (no downloads are attempted)")
+    state = load_checkpoint(path, what=what)
+    for key in STATE_DICT_ENTRIES:
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    why = _not_tensors(state)
+    if why is not None:
+        raise CheckpointError(f"{what} {path} does not hold a state dict of tensors ({why})")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}

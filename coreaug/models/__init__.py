@@ -87,17 +87,14 @@ def check_model_name(name: str) -> None:
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load trained weights into ``model`` from ``path`` and return it.
 
-    ``path`` is a ``coreaug train`` checkpoint (its ``"model"`` entry) or a plain state dict; the
-    ``module.`` prefix of DistributedDataParallel state dicts is stripped. A missing, unreadable or
-    ill-fitting file raises :class:`~coreaug.errors.CheckpointError` with a one-line message.
+    ``path`` is a ``coreaug train`` checkpoint (its ``"model"`` entry) or a plain state dict, read by
+    :func:`coreaug.io.read_state_dict` (the ``module.`` prefix of DistributedDataParallel state dicts is
+    stripped). A missing, unreadable or ill-fitting file raises :class:`~coreaug.errors.CheckpointError`
+    with a one-line message.
     """
-    from coreaug.io import load_checkpoint, state_dict_mismatch
+    from coreaug.io import read_state_dict, state_dict_mismatch
 
-    state = load_checkpoint(path)
-    sd = state.get("model", state)
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"checkpoint {path} has no 'model' state dict")
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    sd = read_state_dict(path, what="checkpoint")
     mismatch = state_dict_mismatch(model.state_dict(), sd)
     if mismatch is not None:
         raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {mismatch}")

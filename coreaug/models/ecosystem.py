@@ -210,25 +210,6 @@ def build_ecosystem_model(
 # ----------------------------------------------------------------------------------------------
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from ``path``: the file itself, or its ``"state_dict"`` / ``"model"`` entry
-    (a ``coreaug train`` checkpoint); the DDP ``module.`` prefix is stripped. Tensors only
-    (``torch.load(weights_only=True)``). One-line :class:`CheckpointError` on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist (no downloads are attempted)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for unreadable files
-        raise CheckpointError(f"weights file {path} is unreadable ({type(exc).__name__})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"weights file {path} does not hold a state dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-
-
 def _fit_for_finetuning(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` adjusted for fine-tuning: classifier entries with another number of classes are
     replaced by the model's fresh ones (the classifier keeps its random init), and a 3-channel stem
@@ -251,13 +232,13 @@ def _fit_for_finetuning(model: nn.Module, state: dict[str, torch.Tensor]) -> dic
 
 
 def load_local_state(model: nn.Module, path: str | Path, label: str) -> nn.Module:
-    """Load the local state dict at ``path`` into ``model`` (see :func:`read_state_dict`).
+    """Load the local state dict at ``path`` into ``model`` (read by :func:`coreaug.io.read_state_dict`).
 
     Every key must fit, except a classifier with another number of classes (it keeps its random
     init) and a 3-channel stem loaded into a 1-channel model (summed over colour). One-line
     :class:`CheckpointError` otherwise.
     """
-    from coreaug.io import state_dict_mismatch
+    from coreaug.io import read_state_dict, state_dict_mismatch
 
     state = _fit_for_finetuning(model, read_state_dict(path))
     mismatch = state_dict_mismatch(model.state_dict(), state)

@@ -29,7 +29,7 @@ class TorchvisionResNet(nn.Module):
         super().__init__()
         net: torchvision.models.ResNet = getattr(torchvision.models, arch)(weights=None)
         if weights_path is not None:
-            _load_local_weights(net, weights_path)
+            _load_local_weights(net, weights_path, arch)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         if net.fc.out_features != num_classes:
@@ -46,20 +46,18 @@ class TorchvisionResNet(nn.Module):
         return self.fc(self.embed(x))
 
 
-def _load_local_weights(net: nn.Module, weights_path: str | Path) -> None:
-    path = Path(weights_path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist (no downloads are attempted)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"weights file {path} is unreadable ({type(exc).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"weights file {path} does not hold a state dict")
+def _load_local_weights(net: nn.Module, weights_path: str | Path, label: str) -> None:
+    """Load the state dict at ``weights_path`` (read by :func:`coreaug.io.read_state_dict`) into the
+    torchvision ResNet ``net`` as built (3 channels, 1000 classes); every key must fit. One-line
+    :class:`CheckpointError` otherwise."""
+    from coreaug.io import read_state_dict, state_dict_mismatch
+
+    state = read_state_dict(weights_path)
+    mismatch = state_dict_mismatch(net.state_dict(), state)
+    if mismatch is not None:
+        raise CheckpointError(f"weights file {weights_path} does not fit {label}: {mismatch}")
     try:
         net.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"weights file {path} does not fit {type(net).__name__}: {first}") from None
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"weights file {weights_path} does not fit {label}: {first}") from None
