@@ -62,8 +62,6 @@ def _fresh_run_dir(args: argparse.Namespace, root: Path = Path("runs")) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from coreaug.train.loop import train
-
     overrides = {field: getattr(args, field) for field in _FLAG_FIELDS}
     overrides["amp"] = args.amp
     default_out = args.out is None
@@ -71,12 +69,23 @@ def run(args: argparse.Namespace) -> int:
         if args.resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("--out is required with --resume and under torchrun")
         args.out = str(_fresh_run_dir(args))
-    out = Path(args.out)
     t0 = time.perf_counter()
     if args.tensorboard is not None:  # before the run folder is locked or written
         from coreaug.train.tensorboard import check_tensorboard_dir
 
         check_tensorboard_dir(args.tensorboard)
+    cfg, results, out = _train(args, Path(args.out), overrides, default_out=default_out)
+    if results.get("world_size", 1) > 1 and not _is_rank0():
+        return 0
+    _print_outcome(cfg, results, out, time.perf_counter() - t0)
+    return 0
+
+
+def _train(args: argparse.Namespace, out: Path, overrides: dict, *, default_out: bool):
+    """Resolve the configuration and train it into ``out``; returns (config, results, the run folder used)."""
+    from coreaug.train.loop import train
+
+    run_kw = dict(quiet=args.quiet, stop_after_epoch=args.stop_after_epoch, tensorboard=args.tensorboard)
     if args.resume and args.preset is None and args.config is None:
         # resume from the folder's own resolved config; flags still override (and are hash-checked).
         # The run-folder lock is taken before config.json is read (rank 0 only under DDP).
@@ -85,34 +94,32 @@ def run(args: argparse.Namespace) -> int:
         existed = out.is_dir()
         with acquire_run_lock(out) if _is_rank0() else contextlib.nullcontext():
             cfg = _saved_config(out, overrides, existed=existed)
-            results = train(cfg, out, resume=True, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
-                            tensorboard=args.tensorboard)
-    else:
-        cfg = resolve_config(args.preset, args.config, overrides)
-        for attempt in range(10):
-            try:
-                results = train(cfg, out, resume=args.resume, quiet=args.quiet, stop_after_epoch=args.stop_after_epoch,
-                                tensorboard=args.tensorboard)
-                break
-            except RunFolderBusyError:
-                if not default_out or attempt == 9:
-                    raise
-                out = _fresh_run_dir(args)  # a run started at the same moment took this default folder
-    if results.get("world_size", 1) > 1 and not _is_rank0():
-        return 0
+            return cfg, train(cfg, out, resume=True, **run_kw), out
+    cfg = resolve_config(args.preset, args.config, overrides)
+    for attempt in range(10):
+        try:
+            return cfg, train(cfg, out, resume=args.resume, **run_kw), out
+        except RunFolderBusyError:
+            if not default_out or attempt == 9:
+                raise
+            out = _fresh_run_dir(args)  # a run started at the same moment took this default folder
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _print_outcome(cfg, results: dict, out: Path, seconds: float) -> None:
+    """The run's final line (and a note when selection cost more than it saved)."""
     status = "done" if results["completed"] else f"stopped after epoch {results['epochs_done']}"
     print(
         f"{status}: {cfg.method}"
         + (f" ({cfg.selector}, {cfg.fraction:g})" if cfg.uses_subset else "")
         + f" final test acc {results['final_test_acc']:.4f}, best {results['best_test_acc']:.4f}, "
         f"train+selection {results['wall_clock_total']:.1f}s (selection {100 * results.get('selection_share', 0.0):.1f}%), "
-        f"total {time.perf_counter() - t0:.1f}s -> {out}"
+        f"total {seconds:.1f}s -> {out}"
     )
     if results.get("selection_pays") is False:  # coreaug.train.cost.selection_verdict
         print(f"note: selection did not pay: it took {results['selection_time_total']:.2f}s but saved only "
               f"~{results['selection_saved_s']:.2f}s of training against the same epochs of "
               f"{results['reference']} (estimated at this run's time per example)")
-    return 0
 
 
 def _saved_config(out: Path, overrides: dict, *, existed: bool):
