@@ -36,10 +36,7 @@ from coreaug.runtime import derive_seed
 from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, warn_if_workers_differ
 from coreaug.train.config import TrainConfig, validate
 from coreaug.train.diagnostics import TrainingDiagnostics
-from coreaug.train.observers import (  # noqa: F401 (METRIC_FIELDS re-exported)
-    METRIC_FIELDS, CheckpointObserver, DiagnosticsObserver, EpochCallback, ForgettingObserver, MetricsObserver,
-    Observer, ProgressObserver, TensorBoardObserver,
-)
+from coreaug.train.observers import METRIC_FIELDS, default_observers  # noqa: F401 (METRIC_FIELDS re-exported)
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 from coreaug.train.trainer import Trainer
 
@@ -198,23 +195,3 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         folder.write_results(results)
     barrier(ctx)
     return results
-
-
-def default_observers(trainer: Trainer, folder: RunFolder, *, diag: TrainingDiagnostics | None = None,
-                      tensorboard: TensorBoardLogger | None = None, show: bool = False,
-                      on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[Observer]:
-    """What ``coreaug train`` observes, in order: the forgetting history (history selectors), the
-    diagnostics, metrics files, the checkpoint, progress, TensorBoard and the caller's callback."""
-    observers: list[Observer] = []
-    if trainer.tracker is not None:
-        observers.append(ForgettingObserver(trainer.tracker))
-    if diag is not None:
-        observers.append(DiagnosticsObserver(diag, tensorboard.log_diagnostics if tensorboard is not None else None))
-    if trainer.ctx.is_main:
-        observers += [MetricsObserver(folder), CheckpointObserver(folder)]
-    observers.append(ProgressObserver(show))
-    if tensorboard is not None:
-        observers.append(TensorBoardObserver(tensorboard))
-    if on_epoch_end is not None:
-        observers.append(EpochCallback(on_epoch_end))
-    return observers

@@ -15,7 +15,7 @@ Trainer calls them in list order:
 * ``on_fit_end(trainer, results)`` — the run ended, completed or stopped (every rank).
 
 A new observer (a gradient-norm logger, …) is one class here and one line where
-:func:`coreaug.train.loop.default_observers` lists them.
+:func:`default_observers` (at the end of this file) lists them: this file alone.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from coreaug.train.trainer import StepOutput, Trainer
 
 __all__ = ["Observer", "ForgettingObserver", "DiagnosticsObserver", "MetricsObserver", "CheckpointObserver",
-           "ProgressObserver", "TensorBoardObserver", "EpochCallback", "METRIC_FIELDS"]
+           "ProgressObserver", "TensorBoardObserver", "EpochCallback", "METRIC_FIELDS", "default_observers"]
 
 METRIC_FIELDS: tuple[str, ...] = (
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_balanced_acc", "train_time", "selection_time",
@@ -204,3 +204,22 @@ class EpochCallback(Observer):
 
     def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
         self.fn(row)
+
+
+def default_observers(trainer: "Trainer", folder: "RunFolder", *, diag=None, tensorboard=None, show: bool = False,
+                      on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[Observer]:
+    """What ``coreaug train`` observes, in order: the forgetting history (history selectors), the
+    diagnostics, metrics files, the checkpoint, progress, TensorBoard and the caller's callback."""
+    observers: list[Observer] = []
+    if trainer.tracker is not None:
+        observers.append(ForgettingObserver(trainer.tracker))
+    if diag is not None:
+        observers.append(DiagnosticsObserver(diag, tensorboard.log_diagnostics if tensorboard is not None else None))
+    if trainer.ctx.is_main:
+        observers += [MetricsObserver(folder), CheckpointObserver(folder)]
+    observers.append(ProgressObserver(show))
+    if tensorboard is not None:
+        observers.append(TensorBoardObserver(tensorboard))
+    if on_epoch_end is not None:
+        observers.append(EpochCallback(on_epoch_end))
+    return observers

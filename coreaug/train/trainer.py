@@ -49,6 +49,7 @@ class StepOutput:
     logits: torch.Tensor
     y: torch.Tensor
     hit: torch.Tensor  # whether each example was classified correctly (logits.argmax(1) == y)
+    loss: torch.Tensor | None = None  # the batch's weighted loss (a float64 scalar)
 
 
 @dataclass
@@ -168,22 +169,9 @@ class Trainer:
         with Timer(device) as t:
             for x, y, w, idx, view in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.show,
                                           dynamic_ncols=True):
-                x, y, w = (v.to(device, non_blocking=True) for v in (x, y, w))
-                with torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext():
-                    logits = self.model(x)
-                    # dynamic pruning scores examples by the losses training sees (main-view copies)
-                    pe = per_example_loss(logits, y) if coreset.pruning is not None else None
-                    loss = weighted_loss(logits, y, w, per_example=pe)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                loss_sum += loss.detach().double() * y.numel()
-                hit = logits.detach().argmax(1) == y  # per example, for the accuracy and the observers
-                correct += hit.sum()
-                if pe is not None:
-                    coreset.record(idx[view == WEAK], losses=pe.detach()[(view == WEAK).to(device)])
-                out = StepOutput(idx, view, logits.detach(), y, hit)
+                out = self._step(x, y, w, idx, view)
+                loss_sum += out.loss * y.numel()
+                correct += out.hit.sum()
                 for obs in self.observers:
                     obs.on_batch_end(self, out)
                 count += int(y.numel())
@@ -203,6 +191,24 @@ class Trainer:
         return EpochStats(loss_total / max(count_total, 1), correct_total / max(count_total, 1), int(count_total),
                           steps, t.elapsed, sel_time, reselected, len(plan),
                           plan.subset_size if cfg.uses_subset else 0, lr)
+
+    def _step(self, x, y, w, idx, view) -> "StepOutput":
+        """One optimiser step on a batch (weighted loss, AMP); dynamic pruning records its per-example losses."""
+        device, coreset = self.device, self.coreset
+        x, y, w = (v.to(device, non_blocking=True) for v in (x, y, w))
+        with torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext():
+            logits = self.model(x)
+            # dynamic pruning scores examples by the losses training sees (main-view copies)
+            pe = per_example_loss(logits, y) if coreset.pruning is not None else None
+            loss = weighted_loss(logits, y, w, per_example=pe)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if pe is not None:
+            coreset.record(idx[view == WEAK], losses=pe.detach()[(view == WEAK).to(device)])
+        hit = logits.detach().argmax(1) == y  # per example, for the accuracy and the observers
+        return StepOutput(idx, view, logits.detach(), y, hit, loss.detach().double())
 
     def _divergence(self, epoch: int, value: float) -> DivergenceError:
         kept = (f"the last good checkpoint (epoch {self.rows[-1]['epoch']}) is kept" if self.rows
