@@ -242,3 +242,36 @@ def test_resume_in_the_other_loader_mode_warns_and_any_two_worker_counts_agree(t
         warnings.simplefilter("always")
         loop.train(cfg(1), tmp_path / "w0", quiet=True, resume=True)
     assert any("loader workers" in str(w.message) for w in caught)
+
+
+def test_a_callers_observer_sees_every_step_and_adds_a_metrics_column(tmp_path):
+    """The observer interface from outside: a gradient-norm logger, written as a user would, gets each
+    step's batch (loss included) and adds a column to metrics.jsonl; the run's weights do not change."""
+    from coreaug.train.observers import Observer
+
+    class GradNorm(Observer):
+        def __init__(self):
+            self.norms, self.weighted_loss, self.count = [], 0.0, 0
+
+        def on_batch_end(self, trainer, batch):
+            grads = [p.grad for p in trainer.raw_model.parameters() if p.grad is not None]
+            self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+            self.weighted_loss += float(batch.loss) * batch.y.numel()
+            self.count += batch.y.numel()
+
+        def row_fields(self, trainer, epoch):
+            out = {"grad_norm_max": max(self.norms), "mean_batch_loss": self.weighted_loss / self.count}
+            self.norms, self.weighted_loss, self.count = [], 0.0, 0
+            return out
+
+    cfg = tiny(epochs=2)
+    plain = train(cfg, tmp_path / "plain", quiet=True)
+    observed = train(cfg, tmp_path / "observed", quiet=True, observers=[GradNorm()])
+    rows = [json.loads(line) for line in (tmp_path / "observed" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["grad_norm_max"] > 0 for r in rows)
+    for r in rows:  # the epoch's train loss is the example-weighted mean of its batch losses
+        assert r["mean_batch_loss"] == pytest.approx(r["train_loss"], rel=1e-9)
+    assert observed["final_test_acc"] == plain["final_test_acc"]
+    a = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "observed" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -21,7 +21,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -36,7 +36,7 @@ from coreaug.runtime import derive_seed
 from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, warn_if_workers_differ
 from coreaug.train.config import TrainConfig, validate
 from coreaug.train.diagnostics import TrainingDiagnostics
-from coreaug.train.observers import METRIC_FIELDS, default_observers  # noqa: F401 (METRIC_FIELDS re-exported)
+from coreaug.train.observers import METRIC_FIELDS, Observer, default_observers  # noqa: F401 (METRIC_FIELDS re-exported)
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 from coreaug.train.trainer import Trainer
 
@@ -116,6 +116,7 @@ def train(
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     tensorboard: str | Path | None = None,
+    observers: Sequence[Observer] = (),
 ) -> dict[str, Any]:
     """Run one experiment into ``out_dir`` and return the ``results.json`` content.
 
@@ -127,6 +128,8 @@ def train(
         stop_after_epoch: stop (as if killed) after this many epochs, leaving the checkpoint — for tests.
         on_epoch_end: called with each epoch's metrics row (rank 0).
         tensorboard: stream metrics and diagnostics to TensorBoard in this folder (needs ``tensorboard``).
+        observers: more :class:`~coreaug.train.observers.Observer` s, called after the default ones (e.g. a
+            gradient-norm logger); a field they return from ``row_fields`` joins ``metrics.jsonl``.
 
     Raises:
         ConfigError, DatasetNotFoundError, CheckpointError: before anything in ``out_dir`` is written.
@@ -146,14 +149,15 @@ def train(
     try:
         with _locked_run_folder(out, ctx) as created:
             return _train(cfg, out, ctx, resume=resume, quiet=quiet, stop_after_epoch=stop_after_epoch,
-                          on_epoch_end=on_epoch_end, created=created, tensorboard=tensorboard)
+                          on_epoch_end=on_epoch_end, created=created, tensorboard=tensorboard, observers=observers)
     finally:
         cleanup(ctx)
         torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet: bool,
-           stop_after_epoch: int | None, on_epoch_end, created: bool = False, tensorboard=None) -> dict[str, Any]:
+           stop_after_epoch: int | None, on_epoch_end, created: bool = False, tensorboard=None,
+           observers: Sequence[Observer] = ()) -> dict[str, Any]:
     device, main = ctx.device, ctx.is_main
     show = not quiet and main
     # -- everything that can fail on bad input happens before the first write --------------------
@@ -189,7 +193,7 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     barrier(ctx)
     tb = TensorBoardLogger(tensorboard) if tensorboard is not None and main else None
     trainer.observers = default_observers(trainer, folder, diag=diag, tensorboard=tb, show=show,
-                                          on_epoch_end=on_epoch_end)
+                                          on_epoch_end=on_epoch_end) + list(observers)
     results = trainer.fit(out, stop_after_epoch=stop_after_epoch)
     if main and results["completed"]:
         folder.write_results(results)
