@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from coreaug.errors import CheckpointError, OutputError
+from coreaug.errors import CheckpointError, OutputError, first_line
 from coreaug.hooks import pause_point
 
 #: Names of the temporary files :func:`atomic_path` creates (``tempfile.mkstemp`` adds 8 characters).
@@ -360,3 +360,19 @@ def read_state_dict(path: str | os.PathLike, *, what: str = "weights file") -> d
     if why is not None:
         raise CheckpointError(f"{what} {path} does not hold a state dict of tensors ({why})")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike, *,
+                   what: str = "weights file", label: str | None = None) -> torch.nn.Module:
+    """Load ``state`` (read from ``path``) into ``model``, every key fitting; otherwise a one-line
+    :class:`CheckpointError` naming the file (``what``), the model (``label``, default its class) and the
+    missing, unexpected or other-shaped keys."""
+    label = label or type(model).__name__
+    mismatch = state_dict_mismatch(model.state_dict(), state)
+    if mismatch is not None:
+        raise CheckpointError(f"{what} {path} does not fit {label}: {mismatch}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        raise CheckpointError(f"{what} {path} does not fit {label}: {first_line(exc)}") from None
+    return model

@@ -23,14 +23,6 @@ V1_FLAGS = ["--preset", "digits-quick", "--model", "mlp", "--fraction", "0.1", "
             "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_every_field_sits_in_exactly_one_group_under_one_flat_name():
     names = [f.name for cls in GROUPS.values() for f in dataclasses.fields(cls)]
     assert len(names) == len(set(names)) == len(FIELD_NAMES) >= 45

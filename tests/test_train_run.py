@@ -16,14 +16,6 @@ TINY = {"model": "mlp", "epochs": 2, "batch_size": 64, "fraction": 0.1, "lr": 0.
         "device": "cpu", "strong_aug": "gaussian-noise"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the 2 shared cores thrash with several threads per process
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw):
     return resolve_config("digits-quick", overrides={**TINY, **kw})
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from torch import nn
 
-from coreaug.errors import CheckpointError, ConfigError
+from coreaug.errors import ConfigError
 from coreaug.models.ecosystem import (
     PREFIX_FORMS, PREFIX_HELP, build_ecosystem_model, check_ecosystem_name, split_model_name,
 )
@@ -92,18 +92,9 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     stripped). A missing, unreadable or ill-fitting file raises :class:`~coreaug.errors.CheckpointError`
     with a one-line message.
     """
-    from coreaug.io import read_state_dict, state_dict_mismatch
+    from coreaug.io import fit_state_dict, read_state_dict
 
-    sd = read_state_dict(path, what="checkpoint")
-    mismatch = state_dict_mismatch(model.state_dict(), sd)
-    if mismatch is not None:
-        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {mismatch}")
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {first}") from None
-    return model
+    return fit_state_dict(model, read_state_dict(path, what="checkpoint"), path, what="checkpoint")
 
 
 def classifier_layer(model: nn.Module) -> nn.Linear:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from coreaug.errors import CheckpointError, ConfigError
+from coreaug.errors import ConfigError, first_line
 
 PREFIXES: tuple[str, ...] = ("timm", "torchvision")
 TIMM_INSTALL = 'pip install -e ".[timm]" (or pip install "coreaug[timm]")'
@@ -38,8 +38,7 @@ PREFIX_HELP = ("timm:<name> (random init; needs the [timm] extra) or torchvision
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc) or type(exc).__name__
 
 
 def split_model_name(name: str) -> tuple[str, str] | None:
@@ -238,14 +237,6 @@ def load_local_state(model: nn.Module, path: str | Path, label: str) -> nn.Modul
     init) and a 3-channel stem loaded into a 1-channel model (summed over colour). One-line
     :class:`CheckpointError` otherwise.
     """
-    from coreaug.io import read_state_dict, state_dict_mismatch
+    from coreaug.io import fit_state_dict, read_state_dict
 
-    state = _fit_for_finetuning(model, read_state_dict(path))
-    mismatch = state_dict_mismatch(model.state_dict(), state)
-    if mismatch is not None:
-        raise CheckpointError(f"weights file {path} does not fit {label}: {mismatch}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
-        raise CheckpointError(f"weights file {path} does not fit {label}: {_first_line(exc)}") from None
-    return model
+    return fit_state_dict(model, _fit_for_finetuning(model, read_state_dict(path)), path, label=label)

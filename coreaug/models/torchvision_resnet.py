@@ -13,7 +13,6 @@ import torch
 import torchvision
 from torch import nn
 
-from coreaug.errors import CheckpointError
 
 
 class TorchvisionResNet(nn.Module):
@@ -50,14 +49,6 @@ def _load_local_weights(net: nn.Module, weights_path: str | Path, label: str) ->
     """Load the state dict at ``weights_path`` (read by :func:`coreaug.io.read_state_dict`) into the
     torchvision ResNet ``net`` as built (3 channels, 1000 classes); every key must fit. One-line
     :class:`CheckpointError` otherwise."""
-    from coreaug.io import read_state_dict, state_dict_mismatch
+    from coreaug.io import fit_state_dict, read_state_dict
 
-    state = read_state_dict(weights_path)
-    mismatch = state_dict_mismatch(net.state_dict(), state)
-    if mismatch is not None:
-        raise CheckpointError(f"weights file {weights_path} does not fit {label}: {mismatch}")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"weights file {weights_path} does not fit {label}: {first}") from None
+    fit_state_dict(net, read_state_dict(weights_path), weights_path, label=label)
