@@ -140,3 +140,11 @@ def test_a_finished_run_from_before_the_change_is_left_alone_and_reported(tmp_pa
     assert {p.name: p.read_bytes() for p in finished.iterdir() if p.name in before} == before
     assert main(["report", str(finished), "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "runs.csv").is_file()
+
+
+def test_info_lists_every_config_key_under_its_group_with_its_default(capsys):
+    assert main(["info", "--device", "cpu"]) == 0
+    lines = {line.split(":")[0].strip(): line for line in capsys.readouterr().out.splitlines() if ":" in line}
+    for f in config_fields():
+        default = getattr(TrainConfig(), f.name)
+        assert f"{f.name}={json.dumps(default)}" in lines[FIELD_GROUP[f.name]], f.name
