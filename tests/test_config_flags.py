@@ -75,3 +75,16 @@ def test_validation_runs_once_unless_the_config_changed(monkeypatch):
     with pytest.raises(ConfigError, match="learning rate must be > 0"):
         config.validate(cfg)
     assert len(calls) == 2
+
+
+def test_every_option_of_every_command_before_the_rework_is_still_there():
+    """`coreaug <command> --help` keeps its options: the option strings of b2786e2 (stored) are all accepted."""
+    import json
+    from pathlib import Path
+
+    before = json.loads((Path(__file__).parent / "fixtures" / "cli_options_b2786e2.json").read_text())
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, options in before.items():
+        now = {s for a in commands[name]._actions for s in a.option_strings}
+        assert set(options) <= now, (name, sorted(set(options) - now))
