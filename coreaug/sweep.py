@@ -486,9 +486,9 @@ class PlannedRun:
     dir: Path
     action: str  # "run" | "skip" (completed) | "resume" (checkpoint present) | "conflict"
     detail: str = ""
+    state: str = ""  # the folder's RunFolder.state kind when planned ("" when made by hand)
 
 
-#: ``results.json`` keys that repeat a config field (checked against the grid point's config).
 def _conflict(point: RunPoint, cfg: Any, d: Path, what: str, why: Sequence[str]) -> "PlannedRun":
     reasons = "; ".join(why[:3]) + (f"; +{len(why) - 3} more" if len(why) > 3 else "")
     return PlannedRun(point, cfg, d, "conflict", f"{d} holds {what} ({reasons}); delete it or use another OUT")
@@ -504,8 +504,12 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     its ``results.json`` both describe this grid point (a config hash alone is not trusted: it may be missing)."""
     cfg = resolve_point(spec, point)
     d = out / point.name
-    folder = RunFolder(d)
-    state = folder.state(cfg)
+    state = RunFolder(d).state(cfg)
+    return replace(_planned(point, cfg, d, state), state=state.kind)
+
+
+def _planned(point: RunPoint, cfg: Any, d: Path, state: Any) -> PlannedRun:
+    """What the sweep does with a folder in ``state`` (:data:`coreaug.runfolder.FOLDER_STATES`)."""
     kind, why = state.kind, list(state.why)
     if kind == "not-a-folder":
         return PlannedRun(point, cfg, d, "conflict", f"{d} is a file, not a run folder; move it or use another OUT")
@@ -519,7 +523,7 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     if kind in ("damaged", "unreadable-config"):
         return _conflict(point, cfg, d, "an unfinished run", why)
     if kind == "checkpoint":  # train checks the checkpoint's own config hash
-        done = folder.epochs_recorded()
+        done = RunFolder(d).epochs_recorded()
         return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {'?' if done is None else done}/{cfg.epochs}")
     if kind == "restart":
         return PlannedRun(point, cfg, d, "run", "restart (stopped before its first checkpoint)")
@@ -654,6 +658,8 @@ def resume_flag(p: PlannedRun) -> bool:
     """Whether the run goes through train's resume: a checkpoint, or a folder stopped before its first
     checkpoint (see :func:`plan_run`), which starts over at epoch 0 with its config.json (train locks the
     folder and checks that config's hash)."""
+    if p.state:
+        return p.state in ("checkpoint", "restart")
     return p.action == "resume" or (p.action == "run" and RunFolder(p.dir).config_path.is_file())
 
 
