@@ -70,12 +70,12 @@ class Observer:
 
 
 class ForgettingObserver(Observer):
-    """Feeds the forgetting history (:class:`~coreaug.select.ForgettingTracker`) of history selectors
-    with the outcomes of the main (weak-view) copies, in presentation order; under DDP every rank's,
-    in rank order, so each rank holds the same history."""
+    """Feeds the forgetting history of history selectors (through the public API's
+    :meth:`~coreaug.api.AugmentedCoreset.record`, as a plain loop would) with the outcomes of the main
+    (weak-view) copies, in presentation order; under DDP every rank's, in rank order, so each rank holds the
+    same history."""
 
-    def __init__(self, tracker):
-        self.tracker = tracker
+    def __init__(self):
         self._idx: list[torch.Tensor] = []
         self._hit: list[torch.Tensor] = []
 
@@ -90,7 +90,7 @@ class ForgettingObserver(Observer):
         self._idx, self._hit = [], []
         ctx = trainer.ctx
         for part_idx, part_hit in (all_gather_object((idx, hit), ctx) if ctx.enabled else [(idx, hit)]):
-            self.tracker.update(part_idx, part_hit)
+            trainer.coreset.record(part_idx, correct=part_hit)
 
 
 class DiagnosticsObserver(Observer):
@@ -212,7 +212,7 @@ def default_observers(trainer: "Trainer", folder: "RunFolder", *, diag=None, ten
     diagnostics, metrics files, the checkpoint, progress, TensorBoard and the caller's callback."""
     observers: list[Observer] = []
     if trainer.tracker is not None:
-        observers.append(ForgettingObserver(trainer.tracker))
+        observers.append(ForgettingObserver())
     if diag is not None:
         observers.append(DiagnosticsObserver(diag, tensorboard.log_diagnostics if tensorboard is not None else None))
     if trainer.ctx.is_main:
