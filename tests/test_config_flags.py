@@ -63,8 +63,8 @@ def test_validation_runs_once_unless_the_config_changed(monkeypatch):
     from coreaug.train import config
 
     calls = []
-    real = config._check_names
-    monkeypatch.setattr(config, "_check_names", lambda cfg: (calls.append(1), real(cfg))[1])
+    real = config._check_groups
+    monkeypatch.setattr(config, "_check_groups", lambda cfg: (calls.append(1), real(cfg))[1])
     cfg = config.validate(TrainConfig())
     assert config.validate(cfg) is cfg and len(calls) == 1  # resolve_config, then train(): checked once
     cfg.lr = -1.0  # changed after validation: checked again, and refused

@@ -276,7 +276,7 @@ class TrainConfig:
     reads and writes by its flat name too: ``cfg.lr is cfg.optimisation.lr``.
 
     A new field is one line in its group, with its metadata (:func:`_flag`, which generates its ``--flag``) and
-    its check in :func:`validate`; its YAML key is its name."""
+    its check in its group's function of :data:`GROUP_CHECKS`; its YAML key is its name."""
 
     data: DataConfig = field(default_factory=DataConfig)
     network: ModelConfig = field(default_factory=ModelConfig)
@@ -389,29 +389,6 @@ def _dataset_takes(dataset: str, option: str) -> bool:
     return option in inspect.signature(loader).parameters
 
 
-def _validate_pruning(cfg: TrainConfig, number: Any) -> None:
-    """The dynamic-pruning fields (coreaug.api.pruning); checked whatever ``pruning`` is, so a bad
-    value in a config file is reported even before it is used."""
-    from coreaug.api.pruning import PRUNING_METHODS
-
-    _choice("pruning", cfg.pruning, ("none", *PRUNING_METHODS))
-    if cfg.pruning != "none" and cfg.method not in ("full", "full-aug", "full+aug-subset"):
-        raise ConfigError(f"--pruning thins a full-data main set: use it with --method full, full-aug or "
-                          f"full+aug-subset, not {cfg.method!r}")
-    if not 0.0 <= number("prune_ratio", cfg.prune_ratio) < 1.0:
-        raise ConfigError(f"prune ratio must be in [0, 1), got {cfg.prune_ratio!r}")
-    if not 0.0 < number("prune_delta", cfg.prune_delta) <= 1.0:
-        raise ConfigError(f"prune delta (the share of epochs that prune) must be in (0, 1], got {cfg.prune_delta!r}")
-    if not 0.0 < number("prune_keep", cfg.prune_keep) <= 1.0:
-        raise ConfigError(f"prune keep share must be in (0, 1], got {cfg.prune_keep!r}")
-    if not 0.0 <= number("prune_epsilon", cfg.prune_epsilon) <= 1.0:
-        raise ConfigError(f"prune epsilon must be in [0, 1], got {cfg.prune_epsilon!r}")
-    if number("prune_c", cfg.prune_c) < 0:
-        raise ConfigError(f"prune c must be >= 0, got {cfg.prune_c!r}")
-    if number("prune_window", cfg.prune_window, integer=True) < 1:
-        raise ConfigError(f"prune window must be an integer >= 1, got {cfg.prune_window!r}")
-
-
 def _number(name: str, value: Any, *, integer: bool = False) -> float:
     """``value`` as a finite float (an integer when ``integer``), else a one-line ConfigError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
@@ -431,102 +408,159 @@ def _canonical_selector(cfg: TrainConfig) -> TrainConfig:
     try:
         return dataclasses.replace(cfg, selector=resolve_selector(str(cfg.selector)))
     except ConfigError:
-        return cfg  # reported by _check_names with the usual message
+        return cfg  # reported by _check_selection with the usual message
 
 
-def _check_names(cfg: TrainConfig) -> None:
-    """Every name field is one its registry knows."""
-    from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
+# ------------------------------------------------------------------------------ checks, one per group
+# Each takes its group; a new field's check goes into its group's function. Messages name the field.
+
+
+def _check_data(d: DataConfig) -> None:
     from coreaug.data import DATASETS
+
+    _choice("dataset", str(d.dataset).lower(), tuple(DATASETS))
+    if not 0.0 <= _number("label_noise", d.label_noise) < 1.0:
+        raise ConfigError(f"label-noise rate must be in [0, 1), got {d.label_noise!r}")
+    if not isinstance(d.data_options, dict) or not all(isinstance(k, str) for k in d.data_options):
+        raise ConfigError(f"data_options must be a mapping of loader option names to values, got {d.data_options!r}")
+    for name in ("image_size", "resize"):
+        v = getattr(d, name)
+        if v is not None and _number(name, v, integer=True) < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _check_network(m: ModelConfig) -> None:
     from coreaug.models import check_model_name
 
-    _choice("dataset", str(cfg.dataset).lower(), tuple(DATASETS))
-    check_model_name(str(cfg.model).lower())  # built-in names, or timm:<name> / torchvision:<name>
-    _choice("method", cfg.method, METHODS)
-    _choice("selector", cfg.selector, SELECTORS)
-    _choice("proxy", cfg.proxy, PROXIES)
-    _choice("per-class budget", cfg.per_class, PER_CLASS)
-    _choice("aug weight", cfg.aug_weight, AUG_WEIGHTS)
-    _choice("weak augmentation", cfg.weak_aug, WEAK_AUGMENTATIONS)
-    _choice("strong augmentation", cfg.strong_aug, STRONG_AUGMENTATIONS)
-    _choice("AutoAugment policy", cfg.aug_policy, tuple(AUTOAUGMENT_POLICIES))
-    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
-    if cfg.uses_strong_aug and cfg.strong_aug == "none":
-        raise ConfigError(f"method {cfg.method!r} appends strong-augmented copies; set --strong-aug to an augmentation")
+    check_model_name(str(m.model).lower())  # built-in names, or timm:<name> / torchvision:<name>
 
 
-def _check_selection_and_loop(cfg: TrainConfig) -> None:
-    """Subset size, reselection, epochs, batches, loader workers, proxy pool and pruning."""
-    if not 0.0 < _number("fraction", cfg.fraction) <= 1.0:
-        raise ConfigError(f"subset fraction must be in (0, 1], got {cfg.fraction!r}")
-    if _number("reselect_every (R)", cfg.reselect_every, integer=True) < 1:
-        raise ConfigError(f"reselection interval R must be an integer >= 1, got {cfg.reselect_every!r}")
-    if _number("epochs", cfg.epochs, integer=True) < 1:
-        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs!r}")
-    if _number("batch_size", cfg.batch_size, integer=True) < 1:
-        raise ConfigError(f"batch size must be >= 1, got {cfg.batch_size!r}")
-    if cfg.eval_batch_size != "auto" and _number("eval_batch_size", cfg.eval_batch_size, integer=True) < 1:
-        raise ConfigError(f"eval batch size must be 'auto' or >= 1, got {cfg.eval_batch_size!r}")
-    if cfg.num_workers != "auto" and _number("num_workers", cfg.num_workers, integer=True) < 0:
-        raise ConfigError(f"num_workers must be 'auto' or >= 0, got {cfg.num_workers!r}")
-    if not 0.0 < _number("proxy_pool", cfg.proxy_pool) <= 1.0:
-        raise ConfigError(f"proxy pool fraction must be in (0, 1], got {cfg.proxy_pool!r}")
-    _validate_pruning(cfg, _number)
+def _check_selection(s: SelectionConfig) -> None:
+    _choice("method", s.method, METHODS)
+    _choice("selector", s.selector, SELECTORS)
+    _choice("proxy", s.proxy, PROXIES)
+    _choice("per-class budget", s.per_class, PER_CLASS)
+    if not 0.0 < _number("fraction", s.fraction) <= 1.0:
+        raise ConfigError(f"subset fraction must be in (0, 1], got {s.fraction!r}")
+    if _number("reselect_every (R)", s.reselect_every, integer=True) < 1:
+        raise ConfigError(f"reselection interval R must be an integer >= 1, got {s.reselect_every!r}")
+    if not 0.0 < _number("proxy_pool", s.proxy_pool) <= 1.0:
+        raise ConfigError(f"proxy pool fraction must be in (0, 1], got {s.proxy_pool!r}")
 
 
-def _check_optimisation(cfg: TrainConfig) -> None:
-    """Learning rate, momentum, weight decay, schedule, label noise, noise radius."""
-    if _number("lr", cfg.lr) <= 0:
-        raise ConfigError(f"learning rate must be > 0, got {cfg.lr!r}")
-    if not 0.0 <= _number("momentum", cfg.momentum) < 1.0:
-        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
-    if _number("weight_decay", cfg.weight_decay) < 0:
-        raise ConfigError(f"weight decay must be >= 0, got {cfg.weight_decay!r}")
-    if not 0.0 < _number("lr_gamma", cfg.lr_gamma) <= 1.0:
-        raise ConfigError(f"lr_gamma must be in (0, 1], got {cfg.lr_gamma!r}")
-    if not 0.0 <= _number("label_noise", cfg.label_noise) < 1.0:
-        raise ConfigError(f"label-noise rate must be in [0, 1), got {cfg.label_noise!r}")
-    if _number("noise_eps", cfg.noise_eps) <= 0:
-        raise ConfigError(f"noise_eps must be > 0, got {cfg.noise_eps!r}")
+def _check_pruning(p: PruningConfig) -> None:
+    """Checked whatever ``pruning`` is, so a bad value in a config file is reported even before it is used
+    (the ranges of :mod:`coreaug.api.pruning`)."""
+    from coreaug.api.pruning import PRUNING_METHODS
+
+    _choice("pruning", p.pruning, ("none", *PRUNING_METHODS))
+    if not 0.0 <= _number("prune_ratio", p.prune_ratio) < 1.0:
+        raise ConfigError(f"prune ratio must be in [0, 1), got {p.prune_ratio!r}")
+    if not 0.0 < _number("prune_delta", p.prune_delta) <= 1.0:
+        raise ConfigError(f"prune delta (the share of epochs that prune) must be in (0, 1], got {p.prune_delta!r}")
+    if not 0.0 < _number("prune_keep", p.prune_keep) <= 1.0:
+        raise ConfigError(f"prune keep share must be in (0, 1], got {p.prune_keep!r}")
+    if not 0.0 <= _number("prune_epsilon", p.prune_epsilon) <= 1.0:
+        raise ConfigError(f"prune epsilon must be in [0, 1], got {p.prune_epsilon!r}")
+    if _number("prune_c", p.prune_c) < 0:
+        raise ConfigError(f"prune c must be >= 0, got {p.prune_c!r}")
+    if _number("prune_window", p.prune_window, integer=True) < 1:
+        raise ConfigError(f"prune window must be an integer >= 1, got {p.prune_window!r}")
 
 
-def _check_execution(cfg: TrainConfig) -> None:
-    """Seed, threads, loader options, image sizes."""
-    seed = cfg.seed  # checked as an int: 2^63 - 1 is not exact as a float
+def _check_augmentation(a: AugmentationConfig) -> None:
+    from coreaug.augment import AUTOAUGMENT_POLICIES, STRONG_AUGMENTATIONS, WEAK_AUGMENTATIONS
+
+    _choice("aug weight", a.aug_weight, AUG_WEIGHTS)
+    _choice("weak augmentation", a.weak_aug, WEAK_AUGMENTATIONS)
+    _choice("strong augmentation", a.strong_aug, STRONG_AUGMENTATIONS)
+    _choice("AutoAugment policy", a.aug_policy, tuple(AUTOAUGMENT_POLICIES))
+    if _number("noise_eps", a.noise_eps) <= 0:
+        raise ConfigError(f"noise_eps must be > 0, got {a.noise_eps!r}")
+
+
+def _check_optimisation(o: OptimisationConfig) -> None:
+    _choice("optimizer", o.optimizer, OPTIMIZERS)
+    if _number("epochs", o.epochs, integer=True) < 1:
+        raise ConfigError(f"epochs must be >= 1, got {o.epochs!r}")
+    if _number("batch_size", o.batch_size, integer=True) < 1:
+        raise ConfigError(f"batch size must be >= 1, got {o.batch_size!r}")
+    if _number("lr", o.lr) <= 0:
+        raise ConfigError(f"learning rate must be > 0, got {o.lr!r}")
+    if not 0.0 <= _number("momentum", o.momentum) < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {o.momentum!r}")
+    if _number("weight_decay", o.weight_decay) < 0:
+        raise ConfigError(f"weight decay must be >= 0, got {o.weight_decay!r}")
+    if not 0.0 < _number("lr_gamma", o.lr_gamma) <= 1.0:
+        raise ConfigError(f"lr_gamma must be in (0, 1], got {o.lr_gamma!r}")
+    _checked_milestones(o)
+    _check_switch(o, "nesterov")
+
+
+def _checked_milestones(o: OptimisationConfig) -> list[int]:
+    if not isinstance(o.milestones, (list, tuple)):
+        raise ConfigError(f"milestones must be a list of epochs, got {o.milestones!r}")
+    ms = [int(_number("milestone", m, integer=True)) for m in o.milestones]
+    if ms != sorted(set(ms)) or any(m < 1 for m in ms):
+        raise ConfigError(f"milestones must be increasing positive epochs, got {o.milestones!r}")
+    return ms
+
+
+def _check_execution(e: ExecutionConfig) -> None:
+    seed = e.seed  # checked as an int: 2^63 - 1 is not exact as a float
     if (isinstance(seed, bool) or not isinstance(seed, (int, float))
             or (isinstance(seed, float) and not seed.is_integer()) or not 0 <= seed < 2**63):
         raise ConfigError(f"seed must be an integer in [0, 2^63), got {seed!r}")
-    if cfg.threads is not None and _number("threads", cfg.threads, integer=True) > MAX_THREADS:
-        raise ConfigError(f"threads must be in [1, {MAX_THREADS}], got {cfg.threads!r}")
-    if not isinstance(cfg.data_options, dict) or not all(isinstance(k, str) for k in cfg.data_options):
-        raise ConfigError(f"data_options must be a mapping of loader option names to values, got {cfg.data_options!r}")
-    for name in ("image_size", "resize", "threads"):
-        v = getattr(cfg, name)
-        if v is not None and _number(name, v, integer=True) < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    if e.threads is not None and _number("threads", e.threads, integer=True) > MAX_THREADS:
+        raise ConfigError(f"threads must be in [1, {MAX_THREADS}], got {e.threads!r}")
+    if e.threads is not None and _number("threads", e.threads, integer=True) < 1:
+        raise ConfigError(f"threads must be a positive integer, got {e.threads!r}")
+    if e.eval_batch_size != "auto" and _number("eval_batch_size", e.eval_batch_size, integer=True) < 1:
+        raise ConfigError(f"eval batch size must be 'auto' or >= 1, got {e.eval_batch_size!r}")
+    if e.num_workers != "auto" and _number("num_workers", e.num_workers, integer=True) < 0:
+        raise ConfigError(f"num_workers must be 'auto' or >= 0, got {e.num_workers!r}")
+    _check_switch(e, "amp")
+    _check_switch(e, "allow_nonfinite")
+
+
+def _check_diagnostics(g: DiagnosticsConfig) -> None:
+    if _number("diagnostics_every", g.diagnostics_every, integer=True) < 0:
+        raise ConfigError(f"diagnostics interval K must be an integer >= 0 (0 = off), got {g.diagnostics_every!r}")
+    if _number("diagnostics_probe", g.diagnostics_probe, integer=True) < 2:
+        raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {g.diagnostics_probe!r}")
+    _choice("diagnostics params", g.diagnostics_params, ("last", "all"))
+
+
+def _check_switch(group: Any, name: str) -> None:
+    if not isinstance(getattr(group, name), bool):
+        raise ConfigError(f"{name} must be true or false, got {getattr(group, name)!r}")
+
+
+#: The check of each group, in :data:`GROUPS` order.
+GROUP_CHECKS: dict[str, Any] = {
+    "data": _check_data, "network": _check_network, "selection": _check_selection, "dynamic_pruning": _check_pruning,
+    "augmentation": _check_augmentation, "optimisation": _check_optimisation, "execution": _check_execution,
+    "diagnostics": _check_diagnostics,
+}
+
+
+def _check_across_groups(cfg: TrainConfig) -> None:
+    """The rules that tie fields of two groups."""
+    if cfg.uses_strong_aug and cfg.strong_aug == "none":
+        raise ConfigError(f"method {cfg.method!r} appends strong-augmented copies; set --strong-aug to an augmentation")
+    if cfg.pruning != "none" and cfg.method not in ("full", "full-aug", "full+aug-subset"):
+        raise ConfigError(f"--pruning thins a full-data main set: use it with --method full, full-aug or "
+                          f"full+aug-subset, not {cfg.method!r}")
     if cfg.image_size is not None and not _dataset_takes(cfg.dataset, "image_size"):
         raise ConfigError(f"image_size applies to image-folder datasets only; {cfg.dataset} has a fixed image size, "
                           "so remove image_size from the configuration")
 
 
-def _checked_milestones(cfg: TrainConfig) -> list[int]:
-    if not isinstance(cfg.milestones, (list, tuple)):
-        raise ConfigError(f"milestones must be a list of epochs, got {cfg.milestones!r}")
-    ms = [int(_number("milestone", m, integer=True)) for m in cfg.milestones]
-    if ms != sorted(set(ms)) or any(m < 1 for m in ms):
-        raise ConfigError(f"milestones must be increasing positive epochs, got {cfg.milestones!r}")
-    return ms
-
-
-def _check_diagnostics_and_switches(cfg: TrainConfig) -> None:
-    if _number("diagnostics_every", cfg.diagnostics_every, integer=True) < 0:
-        raise ConfigError(f"diagnostics interval K must be an integer >= 0 (0 = off), got {cfg.diagnostics_every!r}")
-    if _number("diagnostics_probe", cfg.diagnostics_probe, integer=True) < 2:
-        raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {cfg.diagnostics_probe!r}")
-    _choice("diagnostics params", cfg.diagnostics_params, ("last", "all"))
-    for name in ("nesterov", "amp", "allow_nonfinite"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise ConfigError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
+def _check_groups(cfg: TrainConfig) -> None:
+    """Every group's checks, then the rules across groups (one-line ConfigError on the first problem)."""
+    for group, check in GROUP_CHECKS.items():
+        check(getattr(cfg, group))
+    _check_across_groups(cfg)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -538,12 +572,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if is_validated(cfg):
         return cfg  # validated before and unchanged since: once is enough
     cfg = _canonical_selector(cfg)
-    _check_names(cfg)
-    _check_selection_and_loop(cfg)
-    _check_optimisation(cfg)
-    _check_execution(cfg)
-    ms = _checked_milestones(cfg)
-    _check_diagnostics_and_switches(cfg)
+    _check_groups(cfg)
+    ms = _checked_milestones(cfg.optimisation)
     out = dataclasses.replace(
         cfg, dataset=str(cfg.dataset).lower(), model=str(cfg.model).lower(), reselect_every=int(cfg.reselect_every),
         epochs=int(cfg.epochs), batch_size=int(cfg.batch_size), seed=int(cfg.seed), proxy_pool=float(cfg.proxy_pool),
