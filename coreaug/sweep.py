@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from coreaug.errors import ConfigError, CoreaugError
-from coreaug.runfolder import RunFolder, same_config  # noqa: F401 (same_config re-exported)
+from coreaug.runfolder import RunFolder
 
 #: Keys a grid (preset, YAML file) may set.
 GRID_KEYS: tuple[str, ...] = ("preset", "config", "methods", "selectors", "fractions", "seeds", "overrides", "cells",

@@ -279,7 +279,7 @@ def test_deadline_leaves_runs_not_started(tmp_path):
 
 
 def test_same_config_accepts_a_field_added_later_at_its_default():
-    from coreaug.sweep import same_config
+    from coreaug.runfolder import same_config
 
     cfg = _cfg("random")
     saved = cfg.to_dict()

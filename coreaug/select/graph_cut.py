@@ -35,7 +35,6 @@ __all__ = ["greedy_graph_cut", "graph_cut_subset"]
 
 def greedy_graph_cut(kernel: SimilarityKernel, k: int, lam: float) -> tuple[list[int], float]:
     """Exact greedy maximisation of the graph-cut function over ``kernel``'s points: ``(order, f(S))``."""
-    n = kernel.n
     dev = kernel.device
     diag = kernel.rows(torch.zeros(1, dtype=torch.long, device=dev))[0, 0]  # s_jj: same for every j
     gains = kernel.row_sums.clone() - lam * diag

@@ -36,7 +36,7 @@ from coreaug.runtime import derive_seed
 from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, warn_if_workers_differ
 from coreaug.train.config import TrainConfig, validate
 from coreaug.train.diagnostics import TrainingDiagnostics
-from coreaug.train.observers import METRIC_FIELDS, Observer, default_observers  # noqa: F401 (METRIC_FIELDS re-exported)
+from coreaug.train.observers import Observer, default_observers
 from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
 from coreaug.train.trainer import Trainer
 
