@@ -148,3 +148,16 @@ def test_info_lists_every_config_key_under_its_group_with_its_default(capsys):
     for f in config_fields():
         default = getattr(TrainConfig(), f.name)
         assert f"{f.name}={json.dumps(default)}" in lines[FIELD_GROUP[f.name]], f.name
+
+
+def test_a_config_survives_pickle_and_deepcopy_with_its_groups():
+    import copy
+    import pickle
+
+    from coreaug.train.config import validate
+
+    cfg = validate(TrainConfig(lr=0.2, milestones=[3], data_options={"a": 1}))
+    for other in (pickle.loads(pickle.dumps(cfg)), copy.deepcopy(cfg)):
+        assert other == cfg and other.hash() == cfg.hash() and other.lr == 0.2
+        other.milestones.append(5)
+        assert cfg.milestones == [3]
