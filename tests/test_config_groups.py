@@ -88,7 +88,8 @@ def test_a_yaml_file_may_give_groups_as_sections(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("optimisation: {fraction: 0.1}\n", r"unknown key\(s\) 'fraction' in section 'optimisation'.*its keys: optimizer"),
+    ("optimisation: {fraction: 0.1}\n", r"'fraction' belongs to section 'selection', not to 'optimisation'"),
+    ("optimisation: {learning_rate: 0.1}\n", r"unknown key\(s\) 'learning_rate' in section 'optimisation'.*its keys: optimizer"),
     ("optimisation: 3\n", "section 'optimisation' .* must be a mapping"),
     ("lr: 0.1\noptimisation: {lr: 0.2}\n", "'lr' is given twice"),
     ("learning_rate: 0.1\n", r"unknown config key\(s\) 'learning_rate'"),

@@ -354,6 +354,9 @@ def flat_values(values: Any, source: str) -> dict[str, Any]:
                 raise ConfigError(f"section {key!r} in {source} must be a mapping of its keys to values, got "
                                   f"{type(value).__name__}")
             stray = sorted(map(str, (k for k in value if FIELD_GROUP.get(k) != key)))
+            misplaced = [f"{k!r} belongs to section {FIELD_GROUP[k]!r}" for k in stray if k in FIELD_GROUP]
+            if misplaced:
+                raise ConfigError(f"{'; '.join(misplaced)}, not to {key!r} (in {source})")
             if stray:
                 raise ConfigError(f"unknown key(s) {', '.join(map(repr, stray))} in section {key!r} of {source}"
                                   f"; its keys: {', '.join(f.name for f in dataclasses.fields(GROUPS[key]))}")
