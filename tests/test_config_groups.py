@@ -106,7 +106,7 @@ def test_grid_overrides_and_cells_take_sections_too():
     spec = GridSpec(methods=["full-aug"], seeds=[0], overrides={"optimisation": {"epochs": 2}},
                     cells=[{"dynamic_pruning": {"pruning": "infobatch", "prune_ratio": 0.3}}]).normalized()
     assert spec.overrides == {"epochs": 2} and spec.cells == [{"pruning": "infobatch", "prune_ratio": 0.3}]
-    with pytest.raises(ConfigError, match="'lr' belongs to section 'optimisation', not to 'dynamic_pruning' \(in grid cell 1\)"):
+    with pytest.raises(ConfigError, match=r"'lr' belongs to section 'optimisation', not to 'dynamic_pruning' \(in grid cell 1\)"):
         GridSpec(methods=["full"], cells=[{"dynamic_pruning": {"lr": 1}}]).normalized()
 
 
