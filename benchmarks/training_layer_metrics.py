@@ -46,6 +46,21 @@ it measures, stdlib only:
      ``two_way_pairs_direct`` and ``largest_cycle_component_direct``: the same on the edges that
      include a direct call;
    * ``max_module_depth``: the deepest module stack seen.
+   * **config path** (``run.config_path``), in two variants: ``train_config`` keeps the counted calls whose
+     *arguments* (``co_varnames[:co_argcount + co_kwonlyargcount]``, plus the values in ``*args`` and
+     ``**kwargs``, read from ``frame.f_locals`` on the ``call`` event) include an object of a type named
+     ``TrainConfig``; ``config_or_group`` also keeps those whose arguments include one of its group
+     dataclasses (``DataConfig``, ``ModelConfig``, ``SelectionConfig``, ``PruningConfig``,
+     ``AugmentationConfig``, ``OptimisationConfig``, ``ExecutionConfig``, ``DiagnosticsConfig``). Not kept:
+     the config classes' own methods and properties (``hash``, ``to_dict``, the flat-field properties:
+     every function or property accessor found in the ``__dict__`` of such a class or its bases;
+     module-level functions of ``train/config.py`` that take the config, ``validate``, ``_check_*``, are
+     kept), and generator/coroutine resumptions (only a generator's first start, which is when it
+     receives its arguments). Of the kept calls, in call order, take each one's module:
+     ``config_modules`` = distinct modules, ``config_calls`` = kept calls, ``config_returns`` = kept calls
+     whose module differs from the previous kept call's module and already appeared earlier in the
+     sequence (the config came back to a module it had left). ``config_sequence`` lists the modules with
+     consecutive repeats merged (first 80), ``config_return_calls`` the calls behind the returns.
 
    The JSON's ``run.detail`` names the functions behind each re-entry and each two-way pair.
 
@@ -170,6 +185,75 @@ fedges = {}            # (caller code, callee code) -> transitions; reentered: s
 reentered = set()
 direct_edges = {}      # (caller module, callee module) -> transitions made by a direct call (no frame outside coreaug between)
 import_depth = [0]     # > 0 while a coreaug <module> frame (an import) runs
+# config path: calls whose arguments include the run configuration (TrainConfig) or one of its groups
+GROUP_TYPES = {"DataConfig", "ModelConfig", "SelectionConfig", "PruningConfig", "AugmentationConfig",
+               "OptimisationConfig", "ExecutionConfig", "DiagnosticsConfig"}
+CONFIG_TYPES = GROUP_TYPES | {"TrainConfig"}
+GEN_FLAGS = 0x20 | 0x80 | 0x200          # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+argnames = {}          # code -> its argument names (*args/**kwargs included)
+fresh_offsets = {}     # generator code -> offsets of its `RESUME 0` (a first start, not a resumption)
+config_classes = set() # config classes whose methods are collected in config_methods
+config_methods = set() # code objects of the config classes' own methods and properties (not counted)
+config_seq = []        # [module, code, 2 (a TrainConfig among the arguments) | 1 (only groups)] in call order
+config_resumed = [0, 0]  # generator resumptions skipped: [TrainConfig, group only]
+config_skipped = [0, 0]  # calls of the config classes' own methods skipped: [TrainConfig, group only]
+
+def _register_config_class(cls):
+    config_classes.add(cls)
+    for klass in cls.__mro__[:-1]:
+        for value in vars(klass).values():
+            for f in (value.fget, value.fset, value.fdel) if isinstance(value, property) else (value,):
+                f = getattr(f, "__func__", f)
+                if hasattr(f, "__code__"):
+                    config_methods.add(f.__code__)
+
+def _arg_names(code):
+    """(names of the plain and keyword-only arguments, name of *args or None, name of **kwargs or None)."""
+    n = code.co_argcount + code.co_kwonlyargcount
+    star = code.co_varnames[n] if code.co_flags & 0x04 else None                            # CO_VARARGS
+    starstar = code.co_varnames[n + bool(star)] if code.co_flags & 0x08 else None           # CO_VARKEYWORDS
+    names = argnames[code] = (code.co_varnames[:n], star, starstar)
+    return names
+
+def config_kind(frame, code):
+    """2: a TrainConfig among the frame's argument values; 1: only config groups; 0: neither (or a config method)."""
+    names = argnames.get(code)
+    if names is None:
+        names = _arg_names(code)
+    plain, star, starstar = names
+    if not (plain or star or starstar):
+        return 0
+    loc = frame.f_locals
+    values = [loc.get(name) for name in plain]
+    if star and isinstance(loc.get(star), tuple):
+        values.extend(loc[star])
+    if starstar and isinstance(loc.get(starstar), dict):
+        values.extend(loc[starstar].values())
+    kind = 0
+    for x in values:
+        cls = type(x)
+        tn = cls.__name__
+        if tn in CONFIG_TYPES:
+            if cls not in config_classes:
+                _register_config_class(cls)
+            if tn == "TrainConfig":
+                kind = 2
+            elif not kind:
+                kind = 1
+    if kind and code in config_methods:
+        config_skipped[2 - kind] += 1
+        return 0
+    return kind
+
+def is_resumption(frame, code):
+    if not code.co_flags & GEN_FLAGS:
+        return False
+    offsets = fresh_offsets.get(code)
+    if offsets is None:
+        import dis
+        offsets = fresh_offsets[code] = {i.offset for i in dis.get_instructions(code)
+                                         if i.opname == "RESUME" and i.arg == 0}
+    return frame.f_lasti not in offsets if offsets else frame.f_lasti >= 0
 totals = {"calls": 0, "transitions": 0, "reentries": 0, "max_module_depth": 0, "unmatched_returns": 0,
           "reentries_direct": 0}
 
@@ -197,6 +281,13 @@ def profile(frame, event, arg):
             return
         totals["calls"] += 1
         calls[mod] = calls.get(mod, 0) + 1
+        code = frame.f_code
+        kind = config_kind(frame, code)
+        if kind:
+            if is_resumption(frame, code):
+                config_resumed[2 - kind] += 1
+            else:
+                config_seq.append((mod, code, kind))
         if runs:
             caller = runs[-1][0]
             if caller == mod:
@@ -270,6 +361,9 @@ with open(RESULT, "w") as fh:
                "direct_edges": [[a, b, n] for (a, b), n in sorted(direct_edges.items())],
                "reentry": [[m, c, n] for (m, c), n in sorted(reentry.items())],
                "function_edges": sorted([fname(a), fname(b), n, (a, b) in reentered] for (a, b), n in fedges.items()),
+               "config_seq": [[m, fname(c), k] for m, c, k in config_seq],
+               "config_resumptions_skipped": config_resumed,
+               "config_methods_skipped": config_skipped,
                "coreaug_modules_imported": sorted(m for m in sys.modules if m == "coreaug" or m.startswith("coreaug."))},
               fh, indent=1)
 '''
@@ -311,6 +405,44 @@ def _scc(nodes: set[str], edges: set[tuple[str, str]]) -> list[list[str]]:
         if n not in index:
             strong(n)
     return comps
+
+
+SEQUENCE_SHOWN = 80
+
+
+def config_path(seq: list[list], min_kind: int) -> dict:
+    """The config path of the calls in ``seq`` ([module, function, kind]) with ``kind >= min_kind``.
+
+    ``config_modules``: distinct modules; ``config_calls``: the calls; ``config_returns``: calls whose module
+    differs from the previous call's module in the sequence and already appeared earlier in it.
+    """
+    seen: set[str] = set()
+    merged: list[str] = []
+    returns = 0
+    back: dict[tuple[str, str, str], int] = {}
+    functions: dict[str, int] = {}
+    calls = 0
+    for mod, func, kind in seq:
+        if kind < min_kind:
+            continue
+        calls += 1
+        functions[func] = functions.get(func, 0) + 1
+        if not merged or merged[-1] != mod:
+            if mod in seen:
+                returns += 1
+                key = (merged[-1], mod, func)
+                back[key] = back.get(key, 0) + 1
+            merged.append(mod)
+            seen.add(mod)
+    return {
+        "config_modules": len(seen),
+        "config_calls": calls,
+        "config_returns": returns,
+        "config_sequence_length": len(merged),
+        "config_sequence": merged[:SEQUENCE_SHOWN],
+        "config_functions": dict(sorted(functions.items())),
+        "config_return_calls": [[a, f, n] for (a, _, f), n in sorted(back.items(), key=lambda kv: (-kv[1], kv[0]))],
+    }
 
 
 def dynamic_metrics(root: Path, timeout: float) -> dict:
@@ -363,6 +495,14 @@ def dynamic_metrics(root: Path, timeout: float) -> dict:
         "unmatched_returns": raw["unmatched_returns"],
         "open_frames_at_end": raw["open_frames_at_end"],
         "coreaug_modules_imported": len(raw["coreaug_modules_imported"]),
+        "config_path": {
+            "train_config": config_path(raw["config_seq"], 2),
+            "config_or_group": config_path(raw["config_seq"], 1),
+            "generator_resumptions_skipped": {"train_config": raw["config_resumptions_skipped"][0],
+                                              "config_or_group": sum(raw["config_resumptions_skipped"])},
+            "config_method_calls_skipped": {"train_config": raw["config_methods_skipped"][0],
+                                            "config_or_group": sum(raw["config_methods_skipped"])},
+        },
         "detail": {
             "calls_per_module": raw["calls_per_module"],
             "edges": raw["edges"],
@@ -419,6 +559,15 @@ def print_summary(d: dict) -> None:
                   "largest_cycle_component_direct", "max_module_depth", "unmatched_returns"):
             print(f"  {k:24s} {r[k]}")
         print("  two-way pairs:", "; ".join(" <-> ".join(p) for p in r["detail"]["two_way_pairs"]) or "none")
+        for key, label in CONFIG_VARIANTS:
+            c = r["config_path"][key]
+            print(f"  config path ({label}): {c['config_modules']} modules, {c['config_calls']} calls,"
+                  f" {c['config_returns']} returns; merged sequence ({c['config_sequence_length']}):")
+            print("    " + " > ".join(m.removeprefix("coreaug/").removesuffix(".py") for m in c["config_sequence"][:30])
+                  + (" > ..." if c["config_sequence_length"] > 30 else ""))
+
+
+CONFIG_VARIANTS = (("train_config", "TrainConfig"), ("config_or_group", "TrainConfig or a group"))
 
 
 def _label(d: dict) -> str:
@@ -453,6 +602,9 @@ def compare(measurements: list[dict], names: list[str]) -> str:
               "edges", "two_way_pairs", "two_way_pairs_direct", "largest_cycle_component",
               "largest_cycle_component_direct", "max_module_depth"):
         row(f"run: {k}", lambda d, k=k: d["run"][k])
+    for key, label in CONFIG_VARIANTS:
+        for k in ("config_modules", "config_calls", "config_returns"):
+            row(f"config path ({label}): {k}", lambda d, key=key, k=k: d["run"]["config_path"][key][k])
     out = ["\n".join(lines)]
     for d, name in zip(measurements, names):
         t = d["static"]["train_commands"]
@@ -467,6 +619,22 @@ def compare(measurements: list[dict], names: list[str]) -> str:
             calls = d["run"]["detail"]["reentry_function_edges"]
             out.append(f"\nRe-entering calls (caller -> callee, count), {name}:\n")
             out.append("\n".join(f"* `{c}` -> `{e}` ({n})" for c, e, n in calls) or "* none")
+    for d, name in zip(measurements, names):
+        if "run" not in d or "config_path" not in d["run"]:
+            continue
+        paths = d["run"]["config_path"]
+        first = paths[CONFIG_VARIANTS[0][0]]["config_sequence"]
+        for key, label in CONFIG_VARIANTS:
+            c = paths[key]
+            same = key != CONFIG_VARIANTS[0][0] and c["config_sequence"] == first
+            seq = " > ".join(m.removeprefix("coreaug/").removesuffix(".py") for m in c["config_sequence"])
+            more = " > ..." if c["config_sequence_length"] > len(c["config_sequence"]) else ""
+            out.append(f"\nConfig path ({label}), {name}, modules with consecutive repeats merged "
+                       f"({c['config_sequence_length']}): " + ("the same" if same else f"{seq}{more}"))
+            if not same:
+                out.append("\nReturns (previous module -> returning call, count): " + ("; ".join(
+                    f"`{a.removeprefix('coreaug/')}` -> `{f.removeprefix('coreaug/')}` ({n})"
+                    for a, f, n in c["config_return_calls"]) or "none"))
     return "\n".join(out) + "\n"
 
 
