@@ -144,6 +144,16 @@ class SelectionConfig:
     per_class: str = field(default="equal-ceil", metadata=_flag("per-class budget mode", choices="per_class",
                                                                  sweep=True))
 
+    @property
+    def uses_subset(self) -> bool:
+        """Whether the method trains on a selected subset S (proxy pass and selector every R epochs)."""
+        return self.method in SUBSET_METHODS
+
+    @property
+    def uses_strong_aug(self) -> bool:
+        """Whether the method appends strong-augmented copies."""
+        return self.method in AUG_METHODS
+
 
 @dataclass
 class PruningConfig:
@@ -317,11 +327,13 @@ class TrainConfig:
 
     @property
     def uses_subset(self) -> bool:
-        return self.method in SUBSET_METHODS
+        """:attr:`SelectionConfig.uses_subset`."""
+        return self.selection.uses_subset
 
     @property
     def uses_strong_aug(self) -> bool:
-        return self.method in AUG_METHODS
+        """:attr:`SelectionConfig.uses_strong_aug`."""
+        return self.selection.uses_strong_aug
 
 
 def _flat_property(group: str, name: str) -> property:

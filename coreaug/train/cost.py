@@ -31,8 +31,10 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def cost_totals(cfg: Any, rows: list[dict[str, Any]], n_train: int | None) -> dict[str, Any]:
-    """The cost fields of ``results.json`` (missing per-epoch fields of older runs count as 0)."""
+def cost_totals(selection: Any, rows: list[dict[str, Any]], n_train: int | None) -> dict[str, Any]:
+    """The cost fields of ``results.json`` (missing per-epoch fields of older runs count as 0); ``selection``:
+    the run's :class:`~coreaug.train.config.SelectionConfig` (or anything with its ``uses_subset`` and
+    ``uses_strong_aug``, e.g. the whole config)."""
     def total(key: str) -> int:
         return int(sum(r.get(key) or 0 for r in rows))
 
@@ -43,20 +45,21 @@ def cost_totals(cfg: Any, rows: list[dict[str, Any]], n_train: int | None) -> di
     }
     out["example_passes_total"] = (out["forward_passes_train_total"] + out["backward_passes_train_total"]
                                    + out["forward_passes_proxy_total"])
-    out.update(selection_verdict(cfg, rows, n_train))
+    out.update(selection_verdict(selection, rows, n_train))
     return out
 
 
-def selection_verdict(cfg: Any, rows: list[dict[str, Any]], n_train: int | None) -> dict[str, Any]:
+def selection_verdict(selection: Any, rows: list[dict[str, Any]], n_train: int | None) -> dict[str, Any]:
     """``selection_saved_s`` (training time saved against the reference's same epochs, estimated at
-    the run's own seconds per example) and ``selection_pays`` (``None`` without a selection)."""
-    selection = sum(r.get("selection_time") or 0.0 for r in rows)
+    the run's own seconds per example) and ``selection_pays`` (``None`` without a selection). ``selection``
+    as for :func:`cost_totals`."""
+    selecting = sum(r.get("selection_time") or 0.0 for r in rows)
     trained = sum(r.get("epoch_examples") or 0 for r in rows)
     train_time = sum(r.get("train_time") or 0.0 for r in rows)
-    if not cfg.uses_subset or not n_train or not rows or trained == 0:
+    if not selection.uses_subset or not n_train or not rows or trained == 0:
         return {"selection_saved_s": None, "selection_pays": None, "reference": None}
     per_example = train_time / trained
-    reference = "full-aug" if cfg.uses_strong_aug else "full"
-    ref_examples = (2 if cfg.uses_strong_aug else 1) * n_train * len(rows)
+    reference = "full-aug" if selection.uses_strong_aug else "full"
+    ref_examples = (2 if selection.uses_strong_aug else 1) * n_train * len(rows)
     saved = (ref_examples - trained) * per_example
-    return {"selection_saved_s": saved, "selection_pays": selection <= saved, "reference": reference}
+    return {"selection_saved_s": saved, "selection_pays": selecting <= saved, "reference": reference}

@@ -50,7 +50,7 @@ def summarize(cfg: TrainConfig, rows: list[dict[str, Any]], *, device: torch.dev
         "steps_total": sum(r["steps"] for r in rows),
         "mean_subset_size": (sum(r["subset_size"] for r in rows) / len(rows)) if rows else 0.0,
         "n_selections": sum(1 for r in rows if r["reselected"]),
-        **cost_totals(cfg, rows, n_train),
+        **cost_totals(cfg.selection, rows, n_train),
         "config_hash": cfg.hash(), "device": str(device), "world_size": world_size,
         "torch": torch.__version__, "host": platform.node(),
     }

@@ -32,7 +32,7 @@ from coreaug.distributed import DistContext, all_gather_object, all_reduce_sum, 
 from coreaug.errors import DivergenceError
 from coreaug.hooks import pause_armed, pause_point
 from coreaug.runtime import Timer, derive_seed, seed_everything
-from coreaug.train.config import OptimisationConfig, TrainConfig
+from coreaug.train.config import OptimisationConfig, SelectionConfig, TrainConfig
 from coreaug.train.cost import peak_memory_mb
 from coreaug.train.results import selection_share, summarize
 from coreaug.train.observers import Observer
@@ -114,7 +114,7 @@ class Trainer:
             set_rng_state(checkpoint["rng"])
             self.rows = list(checkpoint["metrics"])
             self.start_epoch = int(checkpoint["epoch"])
-        self.tracker = _forgetting_tracker(cfg, len(views["eval_train"]), checkpoint)
+        self.tracker = _forgetting_tracker(cfg.selection, len(views["eval_train"]), checkpoint)
         self.workers = resolve_num_workers(cfg.num_workers, device)
         # the public API's schedule: selection, regime, epoch composition and the loader (one pipeline)
         self.coreset = coreset_for(cfg, views["weak"], views["strong"], views["eval_train"], num_workers=self.workers,
@@ -297,12 +297,12 @@ def _optimizer(opt: OptimisationConfig, params) -> torch.optim.Optimizer:
                            nesterov=opt.nesterov)
 
 
-def _forgetting_tracker(cfg: TrainConfig, n: int, checkpoint: dict[str, Any] | None):
+def _forgetting_tracker(selection: SelectionConfig, n: int, checkpoint: dict[str, Any] | None):
     """A :class:`~coreaug.select.ForgettingTracker` when the selector needs the training history
     (restored from the checkpoint on resume), else ``None``."""
     from coreaug.select import ForgettingTracker, get_selector
 
-    if not cfg.uses_subset or "history" not in get_selector(cfg.selector).needs:
+    if not selection.uses_subset or "history" not in get_selector(selection.selector).needs:
         return None
     tracker = ForgettingTracker(n)
     if checkpoint is not None and checkpoint.get("forgetting") is not None:
