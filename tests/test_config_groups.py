@@ -93,6 +93,7 @@ def test_a_yaml_file_may_give_groups_as_sections(tmp_path):
     ("optimisation: 3\n", "section 'optimisation' .* must be a mapping"),
     ("lr: 0.1\noptimisation: {lr: 0.2}\n", "'lr' is given twice"),
     ("learning_rate: 0.1\n", r"unknown config key\(s\) 'learning_rate'"),
+    ("model: {model: mlp}\n", r"'model' .* takes a value, not a mapping \(the model's own section is 'network'\)"),
 ])
 def test_bad_sections_are_one_line_config_errors(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match) as err:

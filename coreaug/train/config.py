@@ -379,6 +379,9 @@ def flat_values(values: Any, source: str) -> dict[str, Any]:
             unknown.append(key)
             continue
         for name, v in pairs:
+            if isinstance(v, Mapping) and name != "data_options":  # only data_options holds a mapping
+                hint = " (the model's own section is 'network')" if name == "model" else ""
+                raise ConfigError(f"config key {name!r} in {source} takes a value, not a mapping{hint}")
             if name in out:
                 raise ConfigError(f"config key {name!r} is given twice in {source} (flat and in its section)")
             out[name] = v
