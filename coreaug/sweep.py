@@ -452,6 +452,18 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
     return grid_from_mapping(data, f"file {path}")
 
 
+def _flat_layer(overrides: Any, source: str) -> dict[str, Any]:
+    """One layer of a grid's overrides (preset, file, flags) with its group sections flattened, so that the
+    layers merge key by key (a flag's ``lr`` replaces a file's ``optimisation: {lr: …}``)."""
+    if not overrides:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"grid overrides must be a mapping of config keys to values, got {overrides!r}")
+    from coreaug.train.config import flat_values
+
+    return flat_values(overrides, source)
+
+
 def build_grid(grid: str | None = None, grid_file: str | Path | None = None,
                **flags: Any) -> GridSpec:
     """Grid preset ← grid file ← flags (``None`` flags are ignored; ``overrides`` are merged key by key)."""
@@ -460,13 +472,14 @@ def build_grid(grid: str | None = None, grid_file: str | Path | None = None,
         if grid not in GRID_PRESETS:
             raise ConfigError(f"unknown grid {grid!r}; choose one of: {', '.join(GRID_PRESETS)}")
         values = grid_from_mapping(GRID_PRESETS[grid], f"preset {grid!r}")
-        values["overrides"] = dict(values.get("overrides") or {})
+        values["overrides"] = _flat_layer(values.get("overrides"), f"the overrides of grid preset {grid!r}")
     if grid_file is not None:
         file_values = read_grid_file(grid_file)
-        merged = {**(values.get("overrides") or {}), **(file_values.pop("overrides", None) or {})}
+        layer = _flat_layer(file_values.pop("overrides", None), f"the overrides of grid file {grid_file}")
+        merged = {**(values.get("overrides") or {}), **layer}
         values.update(file_values)
         values["overrides"] = merged
-    extra = flags.pop("overrides", None) or {}
+    extra = _flat_layer(flags.pop("overrides", None), "the override flags")
     unknown = sorted(set(flags) - set(GRID_KEYS))
     if unknown:
         raise TypeError(f"unknown build_grid argument(s): {unknown}")

@@ -163,3 +163,14 @@ def test_a_config_survives_pickle_and_deepcopy_with_its_groups():
         assert other == cfg and other.hash() == cfg.hash() and other.lr == 0.2
         other.milestones.append(5)
         assert cfg.milestones == [3]
+
+
+def test_a_flag_overrides_the_same_key_given_in_a_grid_files_section(tmp_path):
+    from coreaug.sweep import build_grid
+
+    grid = _write(tmp_path / "g.yaml", "methods: [full]\nseeds: [0]\noverrides:\n  optimisation: {lr: 0.05, epochs: 2}\n"
+                                       "  execution: {threads: 2}\n")
+    spec = build_grid(grid_file=grid, overrides={"lr": 0.2})
+    assert spec.overrides["lr"] == 0.2 and spec.overrides["epochs"] == 2
+    spec = build_grid(grid="digits-selectors", grid_file=grid)  # the preset sets threads: 1, the file's section wins
+    assert spec.overrides["threads"] == 2

@@ -291,3 +291,18 @@ def test_diagnostics_xi_subset_is_the_run_selection_step_on_the_probe(tmp_path):
     state = select_subset(cfg, Module(), TensorDataset(probe.x, probe.y), epoch=0, device=torch.device("cpu"))
     assert row["subset_indices"] == state.indices.tolist()
     assert row["subset_weights"] == pytest.approx(state.weights.double().tolist())
+
+
+def test_diagnostics_out_dir_is_output_only_a_stale_file_there_is_overwritten(tmp_path):
+    """A fresh fit into an out_dir that holds another run's (here: damaged) diagnostics.jsonl measures epoch 0
+    itself and overwrites the file; rows come from the callback's own state, never from files it did not write."""
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "diagnostics.jsonl").write_text('{"epoch": 0, "sv_top1": 123.0}\nnot json\n')
+    diag = SpectralDiagnosticsCallback(1, dataset=make_data(), strong=strong, probe_size=9, out_dir=out)
+    data = AugmentedCoresetCallback(make_coreset(), batch_size=BATCH, log=False)
+    t = trainer(tmp_path, 1, [data, diag], enable_checkpointing=False)
+    t.fit(Module(), train_dataloaders=data.train_dataloader())
+    assert [r["epoch"] for r in diag.rows] == [0, 1] and diag.rows[0]["sv_top1"] != 123.0
+    written = [json.loads(line) for line in (out / "diagnostics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in written] == [0, 1] and written[0]["sv_top1"] == diag.rows[0]["sv_top1"]

@@ -428,13 +428,15 @@ class TrainingDiagnostics:
         every: K (diagnose after epochs 0, K, 2K, … and ``last_epoch``); probe_size: N; params: ``"last"``
             (classifier) or ``"all"``; seed: of the probe draw and the random baseline (default: the
             coreset's, else 0); out_dir: where ``diagnostics.csv`` / ``.jsonl`` go (``None``: keep the rows
-            in :attr:`rows` only); batch_size: of the probe's forward passes (``"auto"``: by device).
+            in :attr:`rows` only); batch_size: of the probe's forward passes (``"auto"``: by device);
+        rows_from_files: :meth:`resume` reads the rows written in ``out_dir`` (a run folder it owns) instead
+            of keeping :attr:`rows`.
     """
 
     def __init__(self, probe_view, *, strong_view=None, coreset=None, every: int = 1, probe_size: int = 256,
                  params: str = "last", last_epoch: int | None = None, seed: int | None = None,
                  out_dir: str | Path | None = None, device: torch.device | str = "cpu",
-                 batch_size: int | str = "auto"):
+                 batch_size: int | str = "auto", rows_from_files: bool = False):
         if params not in PARAM_MODES:
             raise ConfigError(f"unknown diagnostics params {params!r}; choose one of: {', '.join(PARAM_MODES)}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -451,6 +453,7 @@ class TrainingDiagnostics:
         self.seed = int(seed if seed is not None else getattr(coreset, "seed", 0))
         self.batch_size = batch_size
         self.out = None if out_dir is None else Path(out_dir)  # None: keep the rows, write no files
+        self.rows_from_files = rows_from_files
         self.device = torch.device(device)
         self.rows: list[dict[str, Any]] = []
         self.probe: Probe | None = None
@@ -469,11 +472,14 @@ class TrainingDiagnostics:
         return cls(views["eval_train"], strong_view=views["strong"] if cfg.strong_aug != "none" else None,
                    coreset=coreset, every=int(cfg.diagnostics_every), probe_size=int(cfg.diagnostics_probe),
                    params=cfg.diagnostics_params, last_epoch=cfg.epochs, seed=cfg.seed, out_dir=out_dir,
-                   device=device, batch_size=cfg.eval_batch_size)
+                   device=device, batch_size=cfg.eval_batch_size, rows_from_files=True)
 
     def resume(self, start_epoch: int) -> None:
-        """Keep the rows already written for epochs ≤ ``start_epoch`` (later ones are recomputed)."""
-        rows = self.rows if self.out is None else read_diagnostics(self.out)
+        """Keep the rows of epochs ≤ ``start_epoch`` (later ones are recomputed): those in ``out_dir`` when it is
+        the run's own folder (``rows_from_files``: ``coreaug train``, whose run folder holds them), else those
+        in :attr:`rows` (restored from a checkpoint, e.g. by the Lightning callback; files there are output
+        only, so a stale or foreign ``diagnostics.jsonl`` is overwritten, never read)."""
+        rows = read_diagnostics(self.out) if self.out is not None and self.rows_from_files else self.rows
         self.rows = [r for r in rows if int(r["epoch"]) <= start_epoch]
 
     def due(self, epoch: int) -> bool:
