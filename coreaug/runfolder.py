@@ -53,6 +53,7 @@ def config_differences(saved: Mapping[str, Any] | None, cfg: Any) -> list[str]:
 
     if not isinstance(saved, Mapping):
         return [f"no readable {CONFIG}"]
+    saved = _normalized(saved)
     defaults = TrainConfig()
     mine = cfg.to_dict()
     out = []
@@ -64,6 +65,18 @@ def config_differences(saved: Mapping[str, Any] | None, cfg: Any) -> list[str]:
             out.append(f"{f.name} {theirs!r} != {mine[f.name]!r}")
     out += [f"unknown key {k!r}" for k in sorted(set(saved) - set(mine))]
     return out
+
+
+def _normalized(saved: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``saved`` as validation would resolve it (``"DIGITS"`` → ``"digits"``, a selector alias → its name, YAML
+    numbers → ints), or unchanged when it does not validate (its differences are then reported as they are)."""
+    from coreaug.errors import CoreaugError
+    from coreaug.train.config import config_from_dict
+
+    try:
+        return config_from_dict(saved).to_dict()
+    except CoreaugError:
+        return saved
 
 
 def same_config(saved: Mapping[str, Any] | None, cfg: Any) -> bool:
@@ -88,7 +101,7 @@ def results_differences(results: Mapping[str, Any], cfg: Any) -> list[str]:
     return why
 
 
-@dataclass(frozen=True)
+@dataclass
 class FolderState:
     """What a run folder holds for a configuration (:meth:`RunFolder.state`), one of :data:`FOLDER_STATES`.
 
@@ -210,7 +223,9 @@ class RunFolder:
         saved = self.saved_config()
         results = self.finished_results()
         if results is not None:
-            why = tuple(config_differences(saved, cfg) + results_differences(results, cfg))
+            # config.json must agree, unless it is gone and results.json names this config's hash
+            vouched = saved is None and results.get("config_hash") == cfg.hash()
+            why = tuple(([] if vouched else config_differences(saved, cfg)) + results_differences(results, cfg))
             return FolderState("finished-other" if why else "finished", why, results, files)
         for name in RUN_FILES:  # a folder in place of a run file would fail only after an epoch of work
             if (self.path / name).exists() and not (self.path / name).is_file():

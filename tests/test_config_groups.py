@@ -174,3 +174,14 @@ def test_a_flag_overrides_the_same_key_given_in_a_grid_files_section(tmp_path):
     assert spec.overrides["lr"] == 0.2 and spec.overrides["epochs"] == 2
     spec = build_grid(grid="digits-selectors", grid_file=grid)  # the preset sets threads: 1, the file's section wins
     assert spec.overrides["threads"] == 2
+
+
+def test_a_shallow_copy_has_its_own_groups_and_an_empty_section_is_allowed(tmp_path):
+    import copy
+
+    cfg = TrainConfig(lr=0.2)
+    other = copy.copy(cfg)
+    other.lr = 0.3
+    assert cfg.lr == 0.2 and other.optimisation is not cfg.optimisation
+    empty = _write(tmp_path / "e.yaml", "optimisation:\nfraction: 0.1\n")
+    assert resolve_config(config_file=empty).fraction == 0.1

@@ -147,3 +147,25 @@ def test_train_resume_and_the_sweep_read_a_folder_by_the_same_rules(tmp_path, ki
         with pytest.raises(start) as err:
             folder.start_mode(True, p.cfg, created=False)
         assert "\n" not in str(err.value)
+
+
+def test_a_finished_run_whose_config_json_is_gone_is_finished_by_its_results_hash(tmp_path):
+    import json
+
+    cfg = TrainConfig(epochs=2)
+    f = RunFolder(tmp_path / "r")
+    f.path.mkdir()
+    (f.path / "results.json").write_text(json.dumps({"completed": True, "config_hash": cfg.hash(), "epochs_done": 2}))
+    assert f.state(cfg).kind == "finished" and f.start_mode(True, cfg, created=False) == "finished"
+    assert f.state(TrainConfig(epochs=3)).kind == "finished-other"
+
+
+def test_a_hand_written_config_json_counts_as_the_config_it_resolves_to(tmp_path):
+    import json
+
+    cfg = TrainConfig(selector="kcenter", epochs=2)
+    f = RunFolder(tmp_path / "r")
+    f.path.mkdir()
+    (f.path / "config.json").write_text(json.dumps({**cfg.to_dict(), "dataset": "DIGITS", "selector": "k-center"}))
+    assert config_differences(json.loads((f.path / "config.json").read_text()), cfg) == []
+    assert f.start_mode(True, cfg, created=False) == "restart"

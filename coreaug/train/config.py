@@ -310,6 +310,10 @@ class TrainConfig:
         for name, value in values.items():
             setattr(self, name, value)
 
+    def __copy__(self) -> "TrainConfig":
+        # the groups are copied too: a copy's cfg.lr = … must not change the original
+        return TrainConfig(**{group: copy.copy(getattr(self, group)) for group in GROUPS})
+
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable flat dictionary of every field (what ``config.json`` holds)."""
@@ -362,6 +366,7 @@ def flat_values(values: Any, source: str) -> dict[str, Any]:
     unknown = []
     for key, value in values.items():
         if key in GROUPS:
+            value = {} if value is None else value  # an empty section in YAML
             if not isinstance(value, Mapping):
                 raise ConfigError(f"section {key!r} in {source} must be a mapping of its keys to values, got "
                                   f"{type(value).__name__}")
