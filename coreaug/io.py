@@ -376,3 +376,13 @@ def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], pa
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied
         raise CheckpointError(f"{what} {path} does not fit {label}: {first_line(exc)}") from None
     return model
+
+
+def finite_scalar(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (a bool counts as 0/1), else ``None``: what a
+    metrics logger (TensorBoard, Lightning's loggers) can plot."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(float(value)):
+        return float(value)
+    return None

@@ -35,7 +35,6 @@ resumes with the selection, weights and schedule of the interrupted run.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
@@ -228,14 +227,11 @@ class SpectralDiagnosticsCallback(Callback):
 def diagnostics_metrics(row: dict[str, Any], prefix: str = "diagnostics/") -> dict[str, float]:
     """The finite scalar columns of a diagnostics row (:data:`coreaug.train.diagnostics.CSV_FIELDS`) as
     ``{prefix + column: value}``, ready for ``logger.log_metrics``."""
+    from coreaug.io import finite_scalar
     from coreaug.train.diagnostics import CSV_FIELDS
 
-    out = {}
-    for key in CSV_FIELDS:
-        value = row.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out[prefix + key] = float(value)
-    return out
+    values = {key: finite_scalar(row.get(key)) for key in CSV_FIELDS}
+    return {prefix + key: v for key, v in values.items() if v is not None}
 
 
 def _diagnostics_views(coreset: AugmentedCoreset | None, dataset: Any, strong: Any, items: Any, transform: Any):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coreaug.errors import ConfigError
+from coreaug.io import finite_scalar
 
 __all__ = ["INSTALL_HINT", "TensorBoardLogger", "check_tensorboard_dir", "require_tensorboard"]
 
@@ -41,14 +42,6 @@ def check_tensorboard_dir(log_dir: str | Path) -> Path:
     return check_output_dir(log_dir, "TensorBoard folder")
 
 
-def _scalar(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)) and math.isfinite(float(v)):
-        return float(v)
-    return None
-
-
 class TensorBoardLogger:
     """A ``SummaryWriter`` on ``log_dir`` with one method per kind of row."""
 
@@ -60,7 +53,7 @@ class TensorBoardLogger:
         """One metrics row (``coreaug.train.observers.METRIC_FIELDS``), at step ``row["epoch"]``."""
         step = int(row["epoch"])
         for k, v in row.items():
-            val = _scalar(v)
+            val = finite_scalar(v)
             if k != "epoch" and val is not None:
                 self.writer.add_scalar(f"metrics/{k}", val, step)
         self.writer.flush()
@@ -71,7 +64,7 @@ class TensorBoardLogger:
 
         step = int(row["epoch"])
         for k, v in row.items():
-            val = _scalar(v)
+            val = finite_scalar(v)
             if k not in ("epoch", "probe_size", "num_params") and val is not None:
                 self.writer.add_scalar(f"diagnostics/{k}", val, step)
         for k in ("sigma", "sigma_appended", "relative_increase"):
