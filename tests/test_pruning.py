@@ -172,3 +172,18 @@ def test_selection_that_does_not_pay_is_flagged():
     rows[0]["selection_time"] = 10.0
     assert selection_verdict(cfg, rows, n_train=1000)["selection_pays"] is False
     assert selection_verdict(TrainConfig(method="full"), rows, 1000)["selection_pays"] is None
+
+
+@pytest.mark.parametrize("kw, match", [({"c": -0.5}, r"c \(the weight of the loss spread"),
+                                       ({"keep": 0.0}, r"keep .* must lie in \(0, 1\]"),
+                                       ({"epsilon": 1.5}, r"epsilon must lie in \[0, 1\]")])
+def test_the_api_and_the_config_check_pruning_settings_by_the_same_ranges(kw, match):
+    from coreaug.api.pruning import PRUNING_RANGES, make_pruning
+    from coreaug.train import resolve_config
+
+    with pytest.raises(ConfigError, match=match):
+        make_pruning("epsilon-greedy", 10, **kw)
+    name, value = next(iter(kw.items()))
+    assert value not in PRUNING_RANGES[name]
+    with pytest.raises(ConfigError, match=f"prune {name}"):
+        resolve_config(overrides={f"prune_{name}": value})

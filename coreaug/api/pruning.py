@@ -33,6 +33,7 @@ sort (UCB, ε-greedy) or one pass (InfoBatch) over ``n``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -40,7 +41,35 @@ import torch
 from coreaug.errors import ConfigError, InputError
 from coreaug.runtime import derive_seed
 
-__all__ = ["DynamicPruning", "InfoBatch", "UCBPruning", "EpsilonGreedyPruning", "PRUNING_METHODS", "make_pruning"]
+__all__ = ["DynamicPruning", "InfoBatch", "UCBPruning", "EpsilonGreedyPruning", "PRUNING_METHODS", "PRUNING_RANGES",
+           "Interval", "make_pruning"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The valid values of a setting, written as in mathematics (``[0, 1)``)."""
+
+    low: float
+    high: float
+    closed_low: bool = True
+    closed_high: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        low_ok = value >= self.low if self.closed_low else value > self.low
+        high_ok = value <= self.high if self.closed_high else value < self.high
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        return f"{'[' if self.closed_low else '('}{self.low:g}, {self.high:g}{']' if self.closed_high else ')'}"
+
+
+#: The valid values of each pruning setting (keyword name); the config's ``prune_*`` fields are checked by
+#: the same intervals (:func:`coreaug.train.config._check_pruning`).
+PRUNING_RANGES: dict[str, Interval] = {
+    "prune_ratio": Interval(0.0, 1.0, closed_high=False), "delta": Interval(0.0, 1.0, closed_low=False),
+    "keep": Interval(0.0, 1.0, closed_low=False), "epsilon": Interval(0.0, 1.0),
+    "c": Interval(0.0, math.inf, closed_high=False),
+}
 
 _SEED_PRUNE = 5
 
@@ -110,10 +139,10 @@ class InfoBatch(DynamicPruning):
     name = "infobatch"
 
     def __init__(self, n: int, *, prune_ratio: float = 0.5, delta: float = 0.875, seed: int = 0):
-        if not 0.0 <= float(prune_ratio) < 1.0:
-            raise ConfigError(f"prune_ratio must lie in [0, 1), got {prune_ratio}")
-        if not 0.0 < float(delta) <= 1.0:
-            raise ConfigError(f"delta (the share of epochs that prune) must lie in (0, 1], got {delta}")
+        if float(prune_ratio) not in PRUNING_RANGES["prune_ratio"]:
+            raise ConfigError(f"prune_ratio must lie in {PRUNING_RANGES['prune_ratio']}, got {prune_ratio}")
+        if float(delta) not in PRUNING_RANGES["delta"]:
+            raise ConfigError(f"delta (the share of epochs that prune) must lie in {PRUNING_RANGES['delta']}, got {delta}")
         super().__init__(n, window=1, seed=seed)
         self.prune_ratio, self.delta = float(prune_ratio), float(delta)
 
@@ -137,8 +166,10 @@ class UCBPruning(DynamicPruning):
     name = "ucb"
 
     def __init__(self, n: int, *, keep: float = 0.7, c: float = 1.0, window: int = 5, seed: int = 0):
-        if not 0.0 < float(keep) <= 1.0:
-            raise ConfigError(f"keep (the share of examples trained on) must lie in (0, 1], got {keep}")
+        if float(keep) not in PRUNING_RANGES["keep"]:
+            raise ConfigError(f"keep (the share of examples trained on) must lie in {PRUNING_RANGES['keep']}, got {keep}")
+        if float(c) not in PRUNING_RANGES["c"]:
+            raise ConfigError(f"c (the weight of the loss spread in the score) must be >= 0, got {c}")
         super().__init__(n, window=window, seed=seed)
         self.keep, self.c = float(keep), float(c)
 
@@ -168,8 +199,8 @@ class EpsilonGreedyPruning(UCBPruning):
 
     def __init__(self, n: int, *, keep: float = 0.7, epsilon: float = 0.1, c: float = 1.0, window: int = 5,
                  seed: int = 0):
-        if not 0.0 <= float(epsilon) <= 1.0:
-            raise ConfigError(f"epsilon must lie in [0, 1], got {epsilon}")
+        if float(epsilon) not in PRUNING_RANGES["epsilon"]:
+            raise ConfigError(f"epsilon must lie in {PRUNING_RANGES['epsilon']}, got {epsilon}")
         super().__init__(n, keep=keep, c=c, window=window, seed=seed)
         self.epsilon = float(epsilon)
 

@@ -474,18 +474,18 @@ def _check_selection(s: SelectionConfig) -> None:
 def _check_pruning(p: PruningConfig) -> None:
     """Checked whatever ``pruning`` is, so a bad value in a config file is reported even before it is used
     (the ranges of :mod:`coreaug.api.pruning`)."""
-    from coreaug.api.pruning import PRUNING_METHODS
+    from coreaug.api.pruning import PRUNING_METHODS, PRUNING_RANGES as R
 
     _choice("pruning", p.pruning, ("none", *PRUNING_METHODS))
-    if not 0.0 <= _number("prune_ratio", p.prune_ratio) < 1.0:
-        raise ConfigError(f"prune ratio must be in [0, 1), got {p.prune_ratio!r}")
-    if not 0.0 < _number("prune_delta", p.prune_delta) <= 1.0:
-        raise ConfigError(f"prune delta (the share of epochs that prune) must be in (0, 1], got {p.prune_delta!r}")
-    if not 0.0 < _number("prune_keep", p.prune_keep) <= 1.0:
-        raise ConfigError(f"prune keep share must be in (0, 1], got {p.prune_keep!r}")
-    if not 0.0 <= _number("prune_epsilon", p.prune_epsilon) <= 1.0:
-        raise ConfigError(f"prune epsilon must be in [0, 1], got {p.prune_epsilon!r}")
-    if _number("prune_c", p.prune_c) < 0:
+    if _number("prune_ratio", p.prune_ratio) not in R["prune_ratio"]:
+        raise ConfigError(f"prune ratio must be in {R['prune_ratio']}, got {p.prune_ratio!r}")
+    if _number("prune_delta", p.prune_delta) not in R["delta"]:
+        raise ConfigError(f"prune delta (the share of epochs that prune) must be in {R['delta']}, got {p.prune_delta!r}")
+    if _number("prune_keep", p.prune_keep) not in R["keep"]:
+        raise ConfigError(f"prune keep share must be in {R['keep']}, got {p.prune_keep!r}")
+    if _number("prune_epsilon", p.prune_epsilon) not in R["epsilon"]:
+        raise ConfigError(f"prune epsilon must be in {R['epsilon']}, got {p.prune_epsilon!r}")
+    if _number("prune_c", p.prune_c) not in R["c"]:
         raise ConfigError(f"prune c must be >= 0, got {p.prune_c!r}")
     if _number("prune_window", p.prune_window, integer=True) < 1:
         raise ConfigError(f"prune window must be an integer >= 1, got {p.prune_window!r}")
