@@ -229,3 +229,18 @@ def test_moved_modules_still_import_and_say_where_they_went(old, new, name):
     with pytest.warns(DeprecationWarning, match=f"moved to {new}"):
         module = importlib.import_module(old)
     assert getattr(module, name) is getattr(importlib.import_module(new), name)
+
+
+@pytest.mark.parametrize("name, home", [("evaluate", "coreaug.train.trainer"), ("summarize", "coreaug.train.results"),
+                                        ("weighted_batch_loss", "coreaug.train"),
+                                        ("METRIC_FIELDS", "coreaug.train.observers")])
+def test_names_that_left_the_loop_module_still_resolve_and_say_where_they_went(name, home):
+    import importlib
+
+    from coreaug.train import loop
+
+    with pytest.warns(DeprecationWarning, match=f"moved to {home}"):
+        value = getattr(loop, name)
+    assert value is getattr(importlib.import_module(home), name)
+    with pytest.raises(AttributeError):
+        loop.no_such_name

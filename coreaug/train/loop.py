@@ -199,3 +199,21 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
         folder.write_results(results)
     barrier(ctx)
     return results
+
+
+#: Names this module had before the training-layer rework, and where they live now.
+_MOVED = {"evaluate": "coreaug.train.trainer", "summarize": "coreaug.train.results",
+          "weighted_batch_loss": "coreaug.train", "METRIC_FIELDS": "coreaug.train.observers"}
+
+
+def __getattr__(name: str) -> Any:
+    """``coreaug.train.loop.<name>`` for a name that moved (:data:`_MOVED`): returned, with a warning saying where
+    to import it from."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(f"coreaug.train.loop.{name} moved to {_MOVED[name]}; import it from there", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)
