@@ -88,3 +88,16 @@ def test_every_option_of_every_command_before_the_rework_is_still_there():
     for name, options in before.items():
         now = {s for a in commands[name]._actions for s in a.option_strings}
         assert set(options) <= now, (name, sorted(set(options) - now))
+
+
+def test_every_flag_says_its_default_read_from_the_field():
+    from coreaug.train.presets import PRESETS
+
+    dests = {a.dest: a for a in _subparser("train")._actions}
+    for f in config_fields():
+        if "flag" not in f.metadata:
+            continue
+        help_text = dests[f.name].help
+        assert "default" in help_text, f.name
+    assert dests["prune_keep"].help.endswith(f"(default: {TrainConfig().prune_keep})")
+    assert any("lr" in p for p in PRESETS.values()) and dests["lr"].help == f"default: the preset's, else {TrainConfig().lr}"

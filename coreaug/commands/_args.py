@@ -9,6 +9,7 @@ work is done.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from typing import Any, Iterable
 
@@ -90,8 +91,7 @@ def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str],
         help_text = meta["help"]
         for key in re.findall(r"\{(\w+)\}", help_text):  # a list of names read from a registry
             help_text = help_text.replace("{" + key + "}", " | ".join(flag_choices(key)))
-        if help_text:
-            kw["help"] = help_text
+        kw["help"] = _with_default(help_text, f)
         if meta["kind"] == "switch":
             kw.update(action="store_true", default=None)
         else:
@@ -103,3 +103,20 @@ def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str],
                 kw["choices"] = flag_choices(meta["choices"])
         groups[FIELD_GROUP[f.name]].add_argument("--" + f.name.replace("_", "-"), **kw)
     return groups
+
+
+def _with_default(help_text: str, f: Any) -> str:
+    """``help_text`` plus the field's default, from the dataclass (never written by hand, so it cannot drift):
+    ``default: X``, or ``default: the preset's, else X`` where a preset sets the field. Help that explains its
+    default itself (it says "default") is left as it is."""
+    from coreaug.train.presets import PRESETS
+
+    if "default" in help_text:
+        return help_text
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    shown = "off" if f.metadata["flag"]["kind"] == "switch" and value is False else value
+    shown = ",".join(map(str, shown)) if isinstance(shown, list) else shown
+    shown = "none" if shown in (None, "") else shown
+    by_preset = any(f.name in preset for preset in PRESETS.values())
+    note = f"default: the preset's, else {shown}" if by_preset else f"default: {shown}"
+    return f"{help_text} ({note})" if help_text else note

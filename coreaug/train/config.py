@@ -162,18 +162,18 @@ class PruningConfig:
     pruning: str = field(default="none", metadata=_flag(
         "{pruning} (InfoBatch: Qin et al. 2024; ucb, epsilon-greedy: Raju et al. 2021)", sweep=True))
     prune_ratio: float = field(default=0.5, metadata=_flag(
-        "InfoBatch: drop below-mean-loss examples with probability R in [0, 1) (default 0.5)",
+        "InfoBatch: drop below-mean-loss examples with probability R in [0, 1)",
         kind="float", metavar="R", sweep=True))
     prune_delta: float = field(default=0.875, metadata=_flag(
-        "InfoBatch: prune in the first D share of the epochs, then train on all (default 0.875)",
+        "InfoBatch: prune in the first D share of the epochs, then train on all",
         kind="float", metavar="D", sweep=True))
-    prune_keep: float = field(default=0.7, metadata=_flag("UCB/epsilon-greedy: share kept per epoch (0.7)",
+    prune_keep: float = field(default=0.7, metadata=_flag("UCB/epsilon-greedy: share kept per epoch",
                                                           kind="float", metavar="K", sweep=True))
     prune_epsilon: float = field(default=0.1, metadata=_flag(
-        "epsilon-greedy: share of the kept set drawn at random (0.1)", kind="float", metavar="E", sweep=True))
-    prune_c: float = field(default=1.0, metadata=_flag("UCB/epsilon-greedy: score = mean + C*std (1.0)",
+        "epsilon-greedy: share of the kept set drawn at random", kind="float", metavar="E", sweep=True))
+    prune_c: float = field(default=1.0, metadata=_flag("UCB/epsilon-greedy: score = mean + C*std",
                                                        kind="float", metavar="C", sweep=True))
-    prune_window: int = field(default=5, metadata=_flag("UCB/epsilon-greedy: recent losses kept (5)",
+    prune_window: int = field(default=5, metadata=_flag("UCB/epsilon-greedy: recent losses kept",
                                                         kind="int", metavar="W", sweep=True))
 
 
@@ -213,7 +213,7 @@ class ExecutionConfig:
     """Seed, device, precision, loader workers and threads: how the run executes."""
 
     seed: int = field(default=0, metadata=_flag("", kind="int"))
-    device: str = field(default="auto", metadata=_flag("auto|cpu|cuda|cuda:N (default: the preset's, else auto)",
+    device: str = field(default="auto", metadata=_flag("auto|cpu|cuda|cuda:N",
                                                        sweep=True))
     amp: bool = field(default=False, metadata=_flag("mixed precision on CUDA (ignored on CPU)", kind="switch"))
     # DataLoader workers: "auto" = 0 on CPU, min(8, available cores) on CUDA (pinned, persistent)
@@ -243,10 +243,9 @@ class DiagnosticsConfig:
     # every K epochs (0 = off) on a probe of N stratified training examples, Jacobian w.r.t. the
     # classifier ("last") or "all" parameters
     diagnostics_every: int = field(default=0, metadata=_flag(
-        "Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs (0 = off; "
-        "default: the preset's, else 0)", kind="int", metavar="K"))
+        "Jacobian spectrum, shift and alignment error on a probe set at epoch 0 and every K epochs (0 = off)", kind="int", metavar="K"))
     diagnostics_probe: int = field(default=256, metadata=_flag(
-        "probe size (stratified training examples; default 256)", kind="int", metavar="N"))
+        "probe size (stratified training examples)", kind="int", metavar="N"))
     diagnostics_params: str = field(default="last", metadata=_flag(
         "Jacobian w.r.t. the classifier (last, default: cheap) or all parameters", choices="diagnostics_params"))
 
