@@ -185,3 +185,13 @@ def test_a_shallow_copy_has_its_own_groups_and_an_empty_section_is_allowed(tmp_p
     assert cfg.lr == 0.2 and other.optimisation is not cfg.optimisation
     empty = _write(tmp_path / "e.yaml", "optimisation:\nfraction: 0.1\n")
     assert resolve_config(config_file=empty).fraction == 0.1
+
+
+def test_print_config_writes_a_yaml_file_that_reads_back_to_the_same_config(tmp_path, capsys):
+    argv = ["--preset", "digits-quick", "--model", "mlp", "--lr", "0.02", "--milestones", "3,5", "--amp"]
+    assert main(["train", *argv, "--print-config", "--out", str(tmp_path / "never")]) == 0
+    text = capsys.readouterr().out
+    assert not (tmp_path / "never").exists() and text.startswith("data:\n")
+    again = resolve_config(config_file=_write(tmp_path / "c.yaml", text))
+    expected = resolve_config("digits-quick", overrides={"model": "mlp", "lr": 0.02, "milestones": [3, 5], "amp": True})
+    assert again == expected and again.hash() == expected.hash()

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (from epoch 0 with its config.json when "
                         "it stopped before the first checkpoint)")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration as a YAML config file (in its group sections) and exit; "
+                        "nothing is trained or written")
     # one flag per TrainConfig field, generated from the field's metadata (coreaug/train/config.py)
     groups = add_config_flags(parser, _FLAG_FIELDS)
     g = groups["execution"]
@@ -64,6 +67,9 @@ def _fresh_run_dir(args: argparse.Namespace, root: Path = Path("runs")) -> Path:
 def run(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, field) for field in _FLAG_FIELDS}
     overrides["amp"] = args.amp
+    if args.print_config:
+        print(config_yaml(resolve_config(args.preset, args.config, overrides)), end="")
+        return 0
     default_out = args.out is None
     if default_out:
         if args.resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -79,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_outcome(cfg, results, out, time.perf_counter() - t0)
     return 0
+
+
+def config_yaml(cfg) -> str:
+    """``cfg`` as a YAML config file in its group sections, which ``--config`` reads back to the same config."""
+    import yaml
+
+    return yaml.safe_dump(cfg.to_sections(), sort_keys=False, default_flow_style=False)
 
 
 def _train(args: argparse.Namespace, out: Path, overrides: dict, *, default_out: bool):
