@@ -95,7 +95,7 @@ class CellJob:
         from submitit.helpers import DelayedSubmission
 
         out = Path(task["out"])
-        again = RunFolder(out).checkpoint_path.is_file() or RunFolder(out).config_path.is_file()
+        again = RunFolder(out).started()
         return DelayedSubmission(CellJob(), {**task, "resume": bool(task["resume"]) or again})
 
 
@@ -104,7 +104,7 @@ def main() -> int:
     path of its ``outcome`` file) from stdin, trains the cell with :func:`run_cell`, writes the outcome there
     (atomically) and waits for the next; it ends at end of input. Ctrl-C: ``coreaug: interrupted``, exit 130;
     the process ends with the sweep that started it."""
-    from coreaug.cli import end_process
+    from coreaug.cli import _exit_interrupted, end_process
 
     _end_with_parent()
     # the sweep stops its workers with SIGINT (they are in a session of their own: no terminal's Ctrl-C reaches
@@ -118,7 +118,7 @@ def main() -> int:
                 task = json.loads(line)
                 write_json_atomic(task["outcome"], run_cell(task))
     except KeyboardInterrupt:
-        end_process(130, "coreaug: interrupted\n")
+        _exit_interrupted()
     end_process(0)
     return 0
 
@@ -207,13 +207,6 @@ def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     names = [x.strip() for x in env.split(",") if x.strip()] if env else []
     return names[:count] if len(names) >= count else [str(i) for i in range(count)]
-
-
-def split_threads(jobs: int) -> int:
-    """CPU threads of one of ``jobs`` concurrent cells: ``max(1, cores // jobs)``."""
-    from coreaug.device import available_cpus
-
-    return max(1, available_cpus() // jobs)
 
 
 # ------------------------------------------------------------------------------ the one loop of every launcher
@@ -601,6 +594,8 @@ def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool
 
     ``threads_fixed``: the grid sets ``threads`` itself; otherwise cells running side by side here share the
     cores (``max(1, cores // jobs)`` each)."""
+    from coreaug.device import default_threads  # the cores, shared evenly between the jobs
+
     jobs = check_jobs(jobs)
     name = check_launcher(name)
     minutes = DEFAULT_SLURM_MINUTES if slurm_time is None else parse_slurm_time(slurm_time)
@@ -608,20 +603,20 @@ def make_launcher(name: str, *, jobs: int | None, out: Path, threads_fixed: bool
     if name == "local":
         if jobs is None or jobs == 1:
             return None
-        return LocalJobs(jobs, threads=None if threads_fixed else split_threads(jobs))
+        return LocalJobs(jobs, threads=None if threads_fixed else default_threads(jobs))
     cluster = "slurm" if name == "submitit" else "local"
     threads = None
     if cluster == "local":  # jobs on this machine: at most one a core by default, sharing the cores
         from coreaug.device import available_cpus
 
         jobs = jobs or available_cpus()
-        threads = None if threads_fixed else split_threads(jobs)
+        threads = None if threads_fixed else default_threads(jobs)
     return SubmititLauncher(cluster, out.resolve() / ".submitit", partition=slurm_partition, minutes=minutes,
                             gpus=gpus, jobs=jobs, threads=threads)
 
 
 __all__ = ["LAUNCHERS", "Launcher", "InProcess", "LocalJobs", "SubmititLauncher", "CellJob", "run_cell", "cell_task", "make_launcher",
-           "check_launcher", "check_jobs", "parse_slurm_time", "visible_gpus", "split_threads"]
+           "check_launcher", "check_jobs", "parse_slurm_time", "visible_gpus"]
 
 
 if __name__ == "__main__":  # pragma: no cover - the child of LocalJobs

@@ -200,6 +200,10 @@ class RunFolder:
         results = read_json_dict(self.results_path)
         return results if results is not None and results.get("completed") else None
 
+    def started(self) -> bool:
+        """A run was started here: it wrote its config or a checkpoint."""
+        return self.config_path.is_file() or self.checkpoint_path.is_file()
+
     def epochs_recorded(self) -> int | None:
         """How many epochs ``metrics.jsonl`` holds (``None`` without one)."""
         path = self.path / METRICS_JSONL

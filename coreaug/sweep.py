@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from coreaug.errors import ConfigError, CoreaugError
-from coreaug.runfolder import RunFolder
+from coreaug.runfolder import RunFolder, _listing
 
 #: Keys a grid (preset, YAML file) may set.
 GRID_KEYS: tuple[str, ...] = ("preset", "config", "methods", "selectors", "fractions", "seeds", "overrides", "cells",
@@ -499,12 +499,12 @@ class PlannedRun:
     dir: Path
     action: str  # "run" | "skip" (completed) | "resume" (checkpoint present) | "conflict"
     detail: str = ""
-    state: str = ""  # the folder's RunFolder.state kind when planned ("" when made by hand)
+    state: str = ""  # the folder's RunFolder.state kind when planned
 
 
-def _conflict(point: RunPoint, cfg: Any, d: Path, what: str, why: Sequence[str]) -> "PlannedRun":
+def _conflict(d: Path, what: str, why: Sequence[str]) -> str:
     reasons = "; ".join(why[:3]) + (f"; +{len(why) - 3} more" if len(why) > 3 else "")
-    return PlannedRun(point, cfg, d, "conflict", f"{d} holds {what} ({reasons}); delete it or use another OUT")
+    return f"{d} holds {what} ({reasons}); delete it or use another OUT"
 
 
 def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
@@ -516,36 +516,34 @@ def plan_run(spec: GridSpec, point: RunPoint, out: Path) -> PlannedRun:
     files but no ``config.json`` is not ours. A completed run is skipped only when its ``config.json`` and
     its ``results.json`` both describe this grid point (a config hash alone is not trusted: it may be missing)."""
     cfg = resolve_point(spec, point)
-    d = out / point.name
-    state = RunFolder(d).state(cfg)
-    return replace(_planned(point, cfg, d, state), state=state.kind)
+    folder = RunFolder(out / point.name)
+    state = folder.state(cfg)
+    action, detail = _action(folder, cfg, state)
+    return PlannedRun(point, cfg, folder.path, action, detail, state.kind)
 
 
-def _planned(point: RunPoint, cfg: Any, d: Path, state: Any) -> PlannedRun:
-    """What the sweep does with a folder in ``state`` (:data:`coreaug.runfolder.FOLDER_STATES`)."""
-    kind, why = state.kind, list(state.why)
+def _action(folder: RunFolder, cfg: Any, state: Any) -> tuple[str, str]:
+    """What the sweep does with a folder in ``state`` (:data:`coreaug.runfolder.FOLDER_STATES`): (action, detail)."""
+    d, kind, why = folder.path, state.kind, list(state.why)
     if kind == "not-a-folder":
-        return PlannedRun(point, cfg, d, "conflict", f"{d} is a file, not a run folder; move it or use another OUT")
+        return "conflict", f"{d} is a file, not a run folder; move it or use another OUT"
     if kind == "finished":
-        acc = state.results.get("final_test_acc", float("nan"))
-        return PlannedRun(point, cfg, d, "skip", f"completed, final acc {acc:.4f}")
+        return "skip", f"completed, final acc {state.results.get('final_test_acc', float('nan')):.4f}"
     if kind == "finished-other":
-        return _conflict(point, cfg, d, "a completed run of a different configuration", why)
+        return "conflict", _conflict(d, "a completed run of a different configuration", why)
     if kind == "other-config":
-        return _conflict(point, cfg, d, "an unfinished run of a different configuration", why)
+        return "conflict", _conflict(d, "an unfinished run of a different configuration", why)
     if kind in ("damaged", "unreadable-config"):
-        return _conflict(point, cfg, d, "an unfinished run", why)
+        return "conflict", _conflict(d, "an unfinished run", why)
     if kind == "checkpoint":  # train checks the checkpoint's own config hash
-        done = RunFolder(d).epochs_recorded()
-        return PlannedRun(point, cfg, d, "resume", f"checkpoint after epoch {'?' if done is None else done}/{cfg.epochs}")
+        done = folder.epochs_recorded()
+        return "resume", f"checkpoint after epoch {'?' if done is None else done}/{cfg.epochs}"
     if kind == "restart":
-        return PlannedRun(point, cfg, d, "run", "restart (stopped before its first checkpoint)")
+        return "run", "restart (stopped before its first checkpoint)"
     if kind == "foreign":
-        names = list(state.files)
-        return PlannedRun(point, cfg, d, "conflict",
-                          f"{d} is not empty ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}) and holds no "
-                          "checkpoint, config.json or finished run; delete it or use another OUT")
-    return PlannedRun(point, cfg, d, "run", "")
+        return "conflict", (f"{d} is not empty ({_listing(list(state.files))}) and holds no checkpoint, config.json "
+                            "or finished run; delete it or use another OUT")
+    return "run", ""
 
 
 def plan_sweep(spec: GridSpec, out: str | Path, points: Sequence[RunPoint] | None = None) -> list[PlannedRun]:
@@ -671,9 +669,7 @@ def resume_flag(p: PlannedRun) -> bool:
     """Whether the run goes through train's resume: a checkpoint, or a folder stopped before its first
     checkpoint (see :func:`plan_run`), which starts over at epoch 0 with its config.json (train locks the
     folder and checks that config's hash)."""
-    if p.state:
-        return p.state in ("checkpoint", "restart")
-    return p.action == "resume" or (p.action == "run" and RunFolder(p.dir).config_path.is_file())
+    return p.state in ("checkpoint", "restart")
 
 
 def load_note() -> str:

@@ -31,15 +31,9 @@ def unfinished_runs(paths: list[str]) -> list[Path]:
 
     found: list[Path] = []
     for p in map(Path, paths):
-        candidates = [p] if _started(p) else (sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else [])
-        found += [c for c in candidates if not RunFolder(c).results_path.is_file() and _started(c)]
+        candidates = [p] if RunFolder(p).started() else (sorted(c for c in p.iterdir() if c.is_dir()) if p.is_dir() else [])
+        found += [c for c in candidates if not RunFolder(c).results_path.is_file() and RunFolder(c).started()]
     return unique_folders(found)[0]
-
-
-def _started(folder: Path) -> bool:
-    """A run was started here: it wrote its config or a checkpoint."""
-    f = RunFolder(folder)
-    return f.config_path.is_file() or f.checkpoint_path.is_file()
 
 
 def _describe(skipped: list[Path], k: int = 5) -> str:
