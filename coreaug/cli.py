@@ -61,12 +61,17 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
-        if getattr(parser, "argv", [option_string]) != [option_string]:
+        if len(getattr(parser, "argv", [option_string])) != 1:  # the sole argument (an abbreviation counts)
             parser.error(f"{option_string} takes no other arguments")
-        from coreaug import __version__
+        _print_version()
 
-        parser._print_message(f"coreaug {__version__}\n", sys.stdout)  # stdout, like argparse's own version action
-        parser.exit(0)
+
+def _print_version() -> NoReturn:
+    """``coreaug X.Y.Z`` on stdout (like argparse's own version action), exit 0."""
+    from coreaug import __version__
+
+    sys.stdout.write(f"coreaug {__version__}\n")
+    raise SystemExit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, interrupts: _Interrupts | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        _print_version()  # without building the parser, which imports torch and every command
     parser = build_parser()  # imports torch & co.: inside main so an early Ctrl-C is handled
     if interrupts is not None:
         interrupts.immediate = False

@@ -36,11 +36,12 @@ METRICS_CSV = "metrics.csv"
 METRICS_JSONL = "metrics.jsonl"
 DIAGNOSTICS_CSV = "diagnostics.csv"
 DIAGNOSTICS_JSONL = "diagnostics.jsonl"
+LOCK_NAME = ".coreaug.lock"  # the OS lock of a live run (coreaug.runlock)
 #: The files a run writes into its folder.
 RUN_FILES: tuple[str, ...] = (CHECKPOINT, CONFIG, METRICS_CSV, METRICS_JSONL, RESULTS, DIAGNOSTICS_CSV,
                               DIAGNOSTICS_JSONL)
 #: Any of these marks a folder as a run's (finished, running or stopped) …
-_MARKERS: tuple[str, ...] = (RESULTS, CHECKPOINT, METRICS_JSONL, ".coreaug.lock")
+_MARKERS: tuple[str, ...] = (RESULTS, CHECKPOINT, METRICS_JSONL, LOCK_NAME)
 #: … and so does config.json beside any of these.
 _WITH_CONFIG: tuple[str, ...] = (METRICS_CSV, DIAGNOSTICS_CSV, DIAGNOSTICS_JSONL)
 

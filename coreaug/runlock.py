@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-LOCK_NAME = ".coreaug.lock"
+from coreaug.runfolder import LOCK_NAME  # noqa: E402 (the run-folder layout is named there)
 
 
 

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     launcher = _launcher(args, spec, out)  # bad --jobs / --launcher too
     _check_out(out, report=not args.no_report)
     if args.dry_run:
-        return _dry_run(spec, out)
+        return _dry_run(spec, out, points)
     # One sweep writes into OUT at a time: its cells, their bookkeeping and OUT/report. The lock is taken
     # before the cells are looked at, so the plan sees no other sweep's half-written cells.
     with acquire_sweep_lock(out):
@@ -160,10 +160,10 @@ def _headline(spec, out: Path, planned: list) -> str:
             + (f", {counts['conflict']} in conflict" if counts["conflict"] else ""))
 
 
-def _dry_run(spec, out: Path) -> int:
+def _dry_run(spec, out: Path, points) -> int:
     from coreaug.sweep import describe, plan_sweep
 
-    planned = plan_sweep(spec, out)
+    planned = plan_sweep(spec, out, points)
     print(_headline(spec, out, planned))
     for p in planned:
         print("  " + describe(p))
