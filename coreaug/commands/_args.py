@@ -101,7 +101,7 @@ def add_config_flags(parser: argparse.ArgumentParser, fields: Iterable[str],
                 kw["metavar"] = meta["metavar"]
             if meta["choices"] is not None:
                 kw["choices"] = flag_choices(meta["choices"])
-        groups[FIELD_GROUP[f.name]].add_argument("--" + f.name.replace("_", "-"), **kw)
+        groups[FIELD_GROUP[f.name]].add_argument(_flag(f.name), **kw)
     return groups
 
 

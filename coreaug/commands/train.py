@@ -66,7 +66,6 @@ def _fresh_run_dir(args: argparse.Namespace, root: Path = Path("runs")) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, field) for field in _FLAG_FIELDS}
-    overrides["amp"] = args.amp
     if args.print_config:
         print(config_yaml(resolve_config(args.preset, args.config, overrides)), end="")
         return 0

@@ -52,7 +52,9 @@ def flag_choices(name: str) -> tuple[str, ...]:
 
         return ("none", *PRUNING_METHODS)
     if name == "diagnostics_params":
-        return ("last", "all")
+        from coreaug.train.diagnostics import PARAM_MODES
+
+        return PARAM_MODES
     return {"methods": METHODS, "selectors": SELECTORS, "proxies": PROXIES, "per_class": PER_CLASS,
             "aug_weights": AUG_WEIGHTS, "optimizers": OPTIMIZERS}[name]
 
@@ -70,14 +72,6 @@ _HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {
 }
 #: Largest accepted ``threads`` (torch crashes on absurd counts such as 100000).
 MAX_THREADS = 1024
-#: Numeric fields (``milestones`` holds numbers): a string in scientific notation (``"1e-3"``, which YAML 1.1
-#: and so PyYAML read as a string) is taken as that number (:func:`numeric_value`); other strings are rejected.
-NUMERIC_FIELDS: frozenset[str] = frozenset({
-    "label_noise", "fraction", "reselect_every", "proxy_pool", "noise_eps", "image_size", "resize", "epochs", "lr",
-    "momentum", "weight_decay", "batch_size", "milestones", "lr_gamma", "seed", "num_workers", "threads",
-    "eval_batch_size", "diagnostics_every", "diagnostics_probe",
-    "prune_ratio", "prune_delta", "prune_keep", "prune_epsilon", "prune_c", "prune_window",
-})
 
 
 def _flag(help: str, *, kind: str | None = None, metavar: str | None = None, choices: str | None = None,
@@ -273,6 +267,10 @@ def config_fields() -> tuple[dataclasses.Field, ...]:
 #: Field name → the group that holds it.
 FIELD_GROUP: dict[str, str] = {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
 FIELD_NAMES: frozenset[str] = frozenset(FIELD_GROUP)
+#: Numeric fields (``milestones`` holds numbers): a string in scientific notation (``"1e-3"``, which YAML 1.1
+#: and so PyYAML read as a string) is taken as that number (:func:`numeric_value`); other strings are rejected.
+#: Derived from the fields' types, so a new numeric field is one of them.
+NUMERIC_FIELDS: frozenset[str] = frozenset(f.name for f in config_fields() if re.search(r"\b(int|float)\b", f.type))
 
 
 @dataclass(init=False)
@@ -473,9 +471,9 @@ def _check_selection(s: SelectionConfig) -> None:
 def _check_pruning(p: PruningConfig) -> None:
     """Checked whatever ``pruning`` is, so a bad value in a config file is reported even before it is used
     (the ranges of :mod:`coreaug.api.pruning`)."""
-    from coreaug.api.pruning import PRUNING_METHODS, PRUNING_RANGES as R
+    from coreaug.api.pruning import PRUNING_RANGES as R
 
-    _choice("pruning", p.pruning, ("none", *PRUNING_METHODS))
+    _choice("pruning", p.pruning, flag_choices("pruning"))
     if _number("prune_ratio", p.prune_ratio) not in R["prune_ratio"]:
         raise ConfigError(f"prune ratio must be in {R['prune_ratio']}, got {p.prune_ratio!r}")
     if _number("prune_delta", p.prune_delta) not in R["delta"]:
@@ -550,7 +548,7 @@ def _check_diagnostics(g: DiagnosticsConfig) -> None:
         raise ConfigError(f"diagnostics interval K must be an integer >= 0 (0 = off), got {g.diagnostics_every!r}")
     if _number("diagnostics_probe", g.diagnostics_probe, integer=True) < 2:
         raise ConfigError(f"diagnostics probe size N must be an integer >= 2, got {g.diagnostics_probe!r}")
-    _choice("diagnostics params", g.diagnostics_params, ("last", "all"))
+    _choice("diagnostics params", g.diagnostics_params, flag_choices("diagnostics_params"))
 
 
 def _check_switch(group: Any, name: str) -> None:

@@ -37,7 +37,7 @@ from coreaug.train.checkpoint import read_checkpoint, warn_if_threads_differ, wa
 from coreaug.train.config import TrainConfig, validate
 from coreaug.train.diagnostics import TrainingDiagnostics
 from coreaug.train.observers import Observer, default_observers
-from coreaug.train.tensorboard import TensorBoardLogger, require_tensorboard
+from coreaug.train.tensorboard import TensorBoardLogger
 from coreaug.train.trainer import Trainer
 
 
@@ -177,8 +177,6 @@ def _train(cfg: TrainConfig, out: Path, ctx: DistContext, *, resume: bool, quiet
     if checkpoint is not None:
         warn_if_threads_differ(checkpoint, device)
     bundle, views = prepare_data(cfg)
-    if tensorboard is not None:
-        require_tensorboard()
     trainer = Trainer(cfg, ctx, show=show).build(bundle, views, checkpoint)
     diag = (TrainingDiagnostics.from_config(cfg, views, out, device, coreset=trainer.coreset)
             if cfg.diagnostics_every > 0 else None)

@@ -88,8 +88,7 @@ class ForgettingObserver(Observer):
         idx = torch.cat(self._idx) if self._idx else torch.empty(0, dtype=torch.long)
         hit = torch.cat(self._hit).cpu() if self._hit else torch.empty(0, dtype=torch.bool)
         self._idx, self._hit = [], []
-        ctx = trainer.ctx
-        for part_idx, part_hit in (all_gather_object((idx, hit), ctx) if ctx.enabled else [(idx, hit)]):
+        for part_idx, part_hit in all_gather_object((idx, hit), trainer.ctx):  # [(idx, hit)] in one process
             trainer.coreset.record(part_idx, correct=part_hit)
 
 

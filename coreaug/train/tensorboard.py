@@ -8,7 +8,6 @@ every numeric diagnostics column under ``diagnostics/<column>`` and the probe sp
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,7 @@ class TensorBoardLogger:
             if k not in ("epoch", "probe_size", "num_params") and val is not None:
                 self.writer.add_scalar(f"diagnostics/{k}", val, step)
         for k in ("sigma", "sigma_appended", "relative_increase"):
-            vals = [float(x) for x in (row.get(k) or []) if isinstance(x, (int, float)) and math.isfinite(x)]
+            vals = [v for x in (row.get(k) or []) if (v := finite_scalar(x)) is not None]
             if vals:
                 self.writer.add_histogram(f"diagnostics/{k}", torch.tensor(vals), step)
         self.writer.flush()
