@@ -40,7 +40,7 @@ from coreaug.distributed import DistContext, all_gather_object
 from coreaug.errors import ConfigError, InputError
 from coreaug.runtime import derive_seed
 
-__all__ = ["AugmentedCoreset", "REGIMES", "EpochLoader"]
+__all__ = ["AugmentedCoreset", "REGIMES", "SUBSET_REGIMES", "STRONG_REGIMES", "FULL_MAIN_REGIMES", "EpochLoader"]
 
 #: Regimes (``coreaug train --method``): what each epoch trains on (docs/paper-notes.md §4).
 REGIMES: dict[str, str] = {
@@ -51,9 +51,12 @@ REGIMES: dict[str, str] = {
     "random+aug-subset": "(c) a random subset of size |S| + strong copies of S",
     "subset": "S weighted by γ, no strong copies",
 }
-_NO_SUBSET = ("full", "full-aug")
-_NO_STRONG = ("full", "subset")
-_FULL_MAIN = ("full", "full-aug", "full+aug-subset")  # regimes whose main set is all n examples
+#: Regimes that train on a selected subset S (proxy pass and selector every R epochs).
+SUBSET_REGIMES: tuple[str, ...] = tuple(r for r in REGIMES if r not in ("full", "full-aug"))
+#: Regimes that append strong-augmented copies.
+STRONG_REGIMES: tuple[str, ...] = tuple(r for r in REGIMES if r not in ("full", "subset"))
+#: Regimes whose main set is all n examples (what dynamic pruning thins).
+FULL_MAIN_REGIMES: tuple[str, ...] = ("full", "full-aug", "full+aug-subset")
 _SEED_LOADER = 3
 
 
@@ -176,9 +179,9 @@ class AugmentedCoreset:
             if options:
                 raise ConfigError("pruning_options given without pruning=")
             return None
-        if self.regime not in _FULL_MAIN:
+        if self.regime not in FULL_MAIN_REGIMES:
             raise ConfigError(f"dynamic pruning thins a full-data main set: use it with regime "
-                              f"{', '.join(_FULL_MAIN)}, not {self.regime!r}")
+                              f"{', '.join(FULL_MAIN_REGIMES)}, not {self.regime!r}")
         if isinstance(pruning, DynamicPruning):
             return pruning
         if not isinstance(pruning, str):
@@ -191,7 +194,7 @@ class AugmentedCoreset:
     # -- construction helpers ------------------------------------------------------------------
     def _strong_view(self, strong: Any, items: Any, transform: Any) -> Dataset | None:
         if strong is None:
-            if self.regime not in _NO_STRONG:
+            if self.regime in STRONG_REGIMES:
                 raise ConfigError(f"regime {self.regime!r} appends strong-augmented copies: pass strong=<transform>")
             return None
         if isinstance(strong, Dataset) or (hasattr(strong, "__getitem__") and hasattr(strong, "__len__")):
@@ -213,7 +216,7 @@ class AugmentedCoreset:
     @property
     def uses_subset(self) -> bool:
         """False for the regimes without a selection (``full``, ``full-aug``)."""
-        return self.regime not in _NO_SUBSET
+        return self.regime in SUBSET_REGIMES
 
     @property
     def selection(self) -> CoresetSelection | None:

@@ -31,15 +31,18 @@ from typing import Any, Mapping
 
 from coreaug.errors import ConfigError, first_line
 
-METHODS: tuple[str, ...] = ("full", "full-aug", "full+aug-subset", "subset-only", "random+aug-subset", "subset")
-#: Methods that train on a selected subset S (and therefore run the proxy pass + selector every R epochs).
-SUBSET_METHODS: tuple[str, ...] = ("full+aug-subset", "subset-only", "random+aug-subset", "subset")
-#: Methods that append strong-augmented copies.
-AUG_METHODS: tuple[str, ...] = ("full-aug", "full+aug-subset", "subset-only", "random+aug-subset")
-# Choices read from the registries that own them (never copied here):
+# Choices read from the registries that own them (never copied here). Methods are the public API's regimes:
+# SUBSET_METHODS train on a selected subset S (proxy pass + selector every R epochs), AUG_METHODS append
+# strong-augmented copies, FULL_MAIN_METHODS have all n examples as main set (what dynamic pruning thins).
+from coreaug.api.coreset import FULL_MAIN_REGIMES as FULL_MAIN_METHODS  # noqa: E402
+from coreaug.api.coreset import REGIMES  # noqa: E402
+from coreaug.api.coreset import STRONG_REGIMES as AUG_METHODS  # noqa: E402
+from coreaug.api.coreset import SUBSET_REGIMES as SUBSET_METHODS  # noqa: E402
 from coreaug.proxies import PROXY_KINDS as PROXIES  # noqa: E402
 from coreaug.select.budgets import PER_CLASS_MODES as PER_CLASS  # noqa: E402
 from coreaug.select.registry import SELECTOR_NAMES as SELECTORS  # noqa: E402 (``coreaug info`` lists their needs)
+
+METHODS: tuple[str, ...] = tuple(REGIMES)
 
 AUG_WEIGHTS: tuple[str, ...] = ("one", "gamma")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")  # adamw: decoupled weight decay; momentum/nesterov unused
@@ -568,7 +571,7 @@ def _check_across_groups(cfg: TrainConfig) -> None:
     """The rules that tie fields of two groups."""
     if cfg.uses_strong_aug and cfg.strong_aug == "none":
         raise ConfigError(f"method {cfg.method!r} appends strong-augmented copies; set --strong-aug to an augmentation")
-    if cfg.pruning != "none" and cfg.method not in ("full", "full-aug", "full+aug-subset"):
+    if cfg.pruning != "none" and cfg.method not in FULL_MAIN_METHODS:
         raise ConfigError(f"--pruning thins a full-data main set: use it with --method full, full-aug or "
                           f"full+aug-subset, not {cfg.method!r}")
     if cfg.image_size is not None and not _dataset_takes(cfg.dataset, "image_size"):

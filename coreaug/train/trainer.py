@@ -206,7 +206,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if pe is not None:
-            coreset.record(idx[view == WEAK], losses=pe.detach()[(view == WEAK).to(device)])
+            main = (view == WEAK).nonzero().flatten()  # on the CPU: a boolean mask on CUDA would sync every step
+            coreset.record(idx[main], losses=pe.detach().index_select(0, main.to(device, non_blocking=True)))
         hit = logits.detach().argmax(1) == y  # per example, for the accuracy and the observers
         return StepOutput(idx, view, logits.detach(), y, hit, loss.detach().double())
 
